@@ -1,0 +1,8 @@
+"""Persistence: typed ORM models, sessions and query functions.
+
+Must not import clients, tasks, flows or dashboards.
+"""
+
+from db.session import dispose_engines, get_engine, migrate, session_scope
+
+__all__ = ["dispose_engines", "get_engine", "migrate", "session_scope"]

@@ -1,0 +1,237 @@
+"""catwalk's tables: products, video jobs, their step events, the cost ledger, alerts,
+daily usage (limit reservations) and pending deletions of replaced files.
+
+Storage *keys* are kept, never expiring URLs: a URL is made from a key when one is shown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.base import Base, IdStr, Money, Timestamp, new_id, utcnow
+from domain import ACTIVE_STATUSES, JobStatus
+
+_ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    # Paths or URLs of the shop's product photos, in order; the first one is used.
+    images: Mapped[list[str]] = mapped_column(default=list)
+    video_key: Mapped[str | None] = mapped_column(String(1024))
+    poster_key: Mapped[str | None] = mapped_column(String(1024))
+    # The public URL written at publish time, for systems that read the column directly.
+    video_url: Mapped[str | None] = mapped_column(Text)
+    video_job_id: Mapped[str | None] = mapped_column(String(64))
+    video_updated_at: Mapped[dt.datetime | None]
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    jobs: Mapped[list[VideoJob]] = relationship(
+        back_populates="product", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"Product(id={self.id!r}, name={self.name!r}, video_key={self.video_key!r})"
+
+
+class VideoJob(Base):
+    """One video generation for one product (the original VideoGenerationJob, and more)."""
+
+    __tablename__ = "video_jobs"
+    __table_args__ = (
+        # One job per product at a time: a double click cannot start (and pay for) two.
+        Index(
+            "uq_video_jobs_active_product",
+            "product_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
+        ),
+        Index("ix_video_jobs_status_created", "status", "created_at"),
+        Index("ix_video_jobs_created_at", "created_at"),
+    )
+
+    id: Mapped[IdStr]
+    product_id: Mapped[str] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, native_enum=False, length=32, validate_strings=True),
+        default=JobStatus.PENDING,
+    )
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    current_step: Mapped[str] = mapped_column(String(255), default="queued")
+    # Why it waits, shown plainly: "waiting for a slot", "queued at provider (position 3)".
+    wait_reason: Mapped[str | None] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Deterministic per job so both keyframes show the same model.
+    identity_seed: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Keys of the keyframes in storage, by pose (the contract's nanoBananaImageUrls).
+    image_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image_request_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image_provider: Mapped[str | None] = mapped_column(String(64))
+    video_provider: Mapped[str | None] = mapped_column(String(64))
+
+    # The video provider's request: saved the moment the submit answers, so a restarted
+    # worker re-attaches instead of paying again. URLs are the ones the provider returned.
+    video_request_id: Mapped[str | None] = mapped_column(String(255))
+    video_request_urls: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provider_video_url: Mapped[str | None] = mapped_column(Text)  # pikaLabsVideoUrl
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+
+    video_key: Mapped[str | None] = mapped_column(String(1024))  # finalVideoUrl's key
+    poster_key: Mapped[str | None] = mapped_column(String(1024))
+    video_duration_seconds: Mapped[float | None]
+
+    nano_banana_cost: Mapped[Money] = mapped_column(default=Decimal(0))
+    pika_labs_cost: Mapped[Money] = mapped_column(default=Decimal(0))
+    total_cost: Mapped[Money] = mapped_column(default=Decimal(0))
+    estimated_cost: Mapped[Money] = mapped_column(default=Decimal(0))
+    # The day (in the limits' time zone) whose generation limit this job counts against.
+    usage_day: Mapped[dt.date | None] = mapped_column(Date, index=True)
+
+    error_message: Mapped[str | None] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+
+    product: Mapped[Product] = relationship(back_populates="jobs")
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="JobEvent.id",
+    )
+
+    def __repr__(self) -> str:
+        return f"VideoJob(id={self.id!r}, product_id={self.product_id!r}, status={self.status})"
+
+
+class JobEvent(Base):
+    """The timeline of a job: each step's start, attempt, success or failure."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("video_jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    step: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(32))  # started | succeeded | failed | info
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    job: Mapped[VideoJob] = relationship(back_populates="events")
+
+    def __repr__(self) -> str:
+        return f"JobEvent(job_id={self.job_id!r}, step={self.step!r}, kind={self.kind!r})"
+
+
+class LedgerEntry(Base):
+    """One provider call, paid or attempted: the single source of cost truth."""
+
+    __tablename__ = "cost_ledger"
+    __table_args__ = (
+        Index("ix_cost_ledger_created_at", "created_at"),
+        Index("ix_cost_ledger_job_id", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("video_jobs.id", ondelete="SET NULL")
+    )
+    service: Mapped[str] = mapped_column(String(32))  # nano_banana | pika
+    provider: Mapped[str] = mapped_column(String(32))  # gemini | fal | offline
+    operation: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    units: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    unit: Mapped[str] = mapped_column(String(32))
+    unit_price: Mapped[Money] = mapped_column(default=Decimal(0))
+    amount: Mapped[Money] = mapped_column(default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    price_date: Mapped[dt.date | None] = mapped_column(Date)
+    provider_request_id: Mapped[str | None] = mapped_column(String(255))
+    succeeded: Mapped[bool] = mapped_column(default=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"LedgerEntry(service={self.service!r}, amount={self.amount}, job={self.job_id!r})"
+
+
+class UsageDay(Base):
+    """Per-day counters the limit check locks, so parallel submissions cannot overshoot."""
+
+    __tablename__ = "usage_days"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer, default=0)
+    reserved_cost: Mapped[Money] = mapped_column(default=Decimal(0))
+
+    def __repr__(self) -> str:
+        return f"UsageDay(day={self.day}, generations={self.generations})"
+
+
+class Alert(Base):
+    """Something admins must see: recorded once per ``dedupe_key``, shown until acknowledged."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[IdStr]
+    kind: Mapped[str] = mapped_column(String(64))  # daily_cost | monthly_cost | job_failed
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    message: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"Alert(kind={self.kind!r}, dedupe_key={self.dedupe_key!r})"
+
+
+class PendingDeletion(Base):
+    """A replaced file still to delete; retried by housekeeping, never forgotten."""
+
+    __tablename__ = "pending_deletions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    def __repr__(self) -> str:
+        return f"PendingDeletion(key={self.key!r}, attempts={self.attempts})"
+
+
+__all__ = [
+    "Alert",
+    "Base",
+    "JobEvent",
+    "LedgerEntry",
+    "PendingDeletion",
+    "Product",
+    "UsageDay",
+    "VideoJob",
+    "new_id",
+]

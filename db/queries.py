@@ -1,0 +1,267 @@
+"""Reads and writes of catwalk's tables. Keyword-only, and every function takes the Session
+it works in, so callers decide the transaction. Never imports clients, tasks or flows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.base import utcnow
+from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
+from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
+from errors import ProductNotFound
+
+
+def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
+    product = session.get(Product, product_id)
+    if product is None:
+        product = Product(id=product_id, name=name, images=list(images))
+        session.add(product)
+    else:
+        product.name = name
+        product.images = list(images)
+    session.flush()
+    return product
+
+
+def get_product(*, session: Session, product_id: str) -> Product:
+    product = session.get(Product, product_id)
+    if product is None:
+        raise ProductNotFound(product_id)
+    return product
+
+
+def list_products(*, session: Session) -> Sequence[Product]:
+    return session.scalars(select(Product).order_by(Product.created_at, Product.id)).all()
+
+
+def active_job_for(*, session: Session, product_id: str) -> VideoJob | None:
+    return session.scalars(
+        select(VideoJob).where(
+            VideoJob.product_id == product_id, VideoJob.status.in_(ACTIVE_STATUSES)
+        )
+    ).first()
+
+
+def create_job(
+    *, session: Session, product_id: str, options: JobOptions, usage_day: dt.date | None = None
+) -> tuple[VideoJob, bool]:
+    """Record a PENDING job, or return the product's job in flight (``created`` False).
+
+    The partial unique index on active jobs makes this safe under concurrent submissions:
+    the loser of a race gets an IntegrityError and returns the winner's job.
+    """
+    get_product(session=session, product_id=product_id)
+    existing = active_job_for(session=session, product_id=product_id)
+    if existing is not None:
+        return existing, False
+    job = VideoJob(
+        product_id=product_id,
+        options=options.to_dict(),
+        status=JobStatus.PENDING,
+        usage_day=usage_day,
+    )
+    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = active_job_for(session=session, product_id=product_id)
+        if existing is None:
+            raise
+        return existing, False
+    if not job.identity_seed:
+        job.identity_seed = int(job.id[:8], 16)
+    record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
+    return job, True
+
+
+def get_job(*, session: Session, job_id: str) -> VideoJob | None:
+    return session.get(VideoJob, job_id)
+
+
+def list_jobs(
+    *, session: Session, limit: int = 100, statuses: Sequence[JobStatus] | None = None
+) -> Sequence[VideoJob]:
+    stmt = select(VideoJob).order_by(VideoJob.created_at.desc(), VideoJob.id).limit(limit)
+    if statuses:
+        stmt = stmt.where(VideoJob.status.in_(statuses))
+    return session.scalars(stmt).all()
+
+
+def record_event(
+    *, session: Session, job_id: str, step: str, kind: str, message: str = "", attempt: int = 1
+) -> None:
+    session.add(JobEvent(job_id=job_id, step=step, kind=kind, message=message, attempt=attempt))
+
+
+def set_job_step(
+    *,
+    session: Session,
+    job: VideoJob,
+    status: JobStatus,
+    current_step: str,
+    progress: int | None = None,
+) -> None:
+    """Move a job to a step; progress never goes backwards (a retry keeps what was done)."""
+    job.status = status
+    job.current_step = current_step
+    target = STEP_PROGRESS.get(status, job.progress) if progress is None else progress
+    job.progress = max(job.progress, min(100, target))
+    job.wait_reason = None
+    if job.started_at is None and status is not JobStatus.PENDING:
+        job.started_at = utcnow()
+
+
+def record_usage(
+    *,
+    session: Session,
+    job_id: str | None,
+    usage: Usage,
+    unit_price: Decimal,
+    amount: Decimal,
+    price_date: dt.date | None,
+    attempt: int = 1,
+    succeeded: bool = True,
+    note: str | None = None,
+) -> LedgerEntry:
+    """Add one ledger row and re-derive the job's totals from the ledger."""
+    entry = LedgerEntry(
+        job_id=job_id,
+        service=usage.service,
+        provider=usage.provider,
+        operation=usage.operation,
+        model=usage.model,
+        resolution=usage.resolution,
+        units=usage.units,
+        unit=usage.unit,
+        unit_price=unit_price,
+        amount=amount,
+        price_date=price_date,
+        provider_request_id=usage.request_id,
+        succeeded=succeeded,
+        attempt=attempt,
+        note=note,
+    )
+    session.add(entry)
+    session.flush()
+    if job_id is not None:
+        refresh_job_costs(session=session, job_id=job_id)
+    return entry
+
+
+def refresh_job_costs(*, session: Session, job_id: str) -> None:
+    """Job totals are derived from the ledger, so the two can never disagree."""
+    rows = session.execute(
+        select(LedgerEntry.service, func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .where(LedgerEntry.job_id == job_id)
+        .group_by(LedgerEntry.service)
+    ).all()
+    by_service: dict[str, Decimal] = {service: Decimal(total) for service, total in rows}
+    job = session.get(VideoJob, job_id)
+    if job is None:
+        return
+    job.nano_banana_cost = by_service.get("nano_banana", Decimal(0))
+    job.pika_labs_cost = by_service.get("pika", Decimal(0))
+    job.total_cost = sum(by_service.values(), Decimal(0))
+
+
+def ledger_for_job(*, session: Session, job_id: str) -> Sequence[LedgerEntry]:
+    return session.scalars(
+        select(LedgerEntry).where(LedgerEntry.job_id == job_id).order_by(LedgerEntry.id)
+    ).all()
+
+
+def events_for_job(*, session: Session, job_id: str) -> Sequence[JobEvent]:
+    return session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    ).all()
+
+
+def switch_product_video(
+    *, session: Session, job: VideoJob, video_key: str, poster_key: str, video_url: str
+) -> list[str]:
+    """Point the product at the job's new files; return the keys it pointed at before.
+
+    Runs inside the caller's transaction: the product switches to the new video and the
+    old files are queued for deletion together, or not at all.
+    """
+    product = session.get(Product, job.product_id, with_for_update=True)
+    if product is None:
+        raise ProductNotFound(job.product_id)
+    old_keys = [k for k in (product.video_key, product.poster_key) if k]
+    product.video_key = video_key
+    product.poster_key = poster_key
+    product.video_url = video_url
+    product.video_job_id = job.id
+    product.video_updated_at = utcnow()
+    new_keys = {video_key, poster_key}
+    stale = [k for k in old_keys if k not in new_keys]
+    for key in stale:
+        session.add(PendingDeletion(key=key, reason=f"replaced by job {job.id}"))
+    return stale
+
+
+def pending_deletions(*, session: Session, limit: int = 100) -> Sequence[PendingDeletion]:
+    return session.scalars(
+        select(PendingDeletion)
+        .where(PendingDeletion.done_at.is_(None))
+        .order_by(PendingDeletion.id)
+        .limit(limit)
+    ).all()
+
+
+def record_deletion_attempt(*, session: Session, deletion_id: int, error: str | None) -> None:
+    row = session.get(PendingDeletion, deletion_id)
+    if row is None:
+        return
+    row.attempts += 1
+    row.last_error = error
+    if error is None:
+        row.done_at = utcnow()
+
+
+def estimate_remaining_seconds(job: VideoJob, *, typical_seconds: int = 150) -> int | None:
+    """Seconds left, from the pace so far (or the typical job length before any progress)."""
+    if job.status.is_final:
+        return 0 if job.status is JobStatus.COMPLETED else None
+    if job.started_at is None or job.progress <= 0:
+        return typical_seconds
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    return max(1, round(elapsed * (100 - job.progress) / job.progress))
+
+
+def job_to_contract(
+    job: VideoJob, *, video_url: str | None = None, poster_url: str | None = None
+) -> dict[str, Any]:
+    """The original GET job contract's JSON object (plus ``productId``)."""
+    payload: dict[str, Any] = {
+        "jobId": job.id,
+        "productId": job.product_id,
+        "status": job.status.value,
+        "progress": job.progress,
+        "currentStep": job.current_step,
+        "estimatedTimeRemaining": estimate_remaining_seconds(job),
+        "cost": {
+            "nanoBanana": float(job.nano_banana_cost),
+            "pikaLabs": float(job.pika_labs_cost),
+            "total": float(job.total_cost),
+        },
+    }
+    if job.status is JobStatus.COMPLETED:
+        payload["result"] = {
+            "videoUrl": video_url,
+            "thumbnailUrl": poster_url,
+            "duration": job.video_duration_seconds,
+        }
+    if job.error_message:
+        payload["error"] = job.error_message
+    return payload

@@ -1,0 +1,92 @@
+"""Engines and sessions, created once per database URL from settings.
+
+``session_scope()`` is the only way code gets a Session; it commits on success and rolls
+back on error. ``migrate()`` brings a database to the newest schema (Alembic), and is run
+once per process the first time an engine is made for a URL, so embedded mode needs no setup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings, get_settings
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_engines: dict[str, Engine] = {}
+_factories: dict[str, sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the dashboard read while a worker writes; busy_timeout makes concurrent
+    # writers (jobs in several processes) wait for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Upgrade the database at ``url`` to the newest schema."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """The engine for the configured database, migrated on first use in this process."""
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        if url.startswith("sqlite"):
+            settings.catwalk_home.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        migrate(url)
+        _engines[url] = engine
+        _factories[url] = sessionmaker(engine, expire_on_commit=False)
+        return engine
+
+
+@contextmanager
+def session_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """A transaction: commit if the block succeeds, roll back if it raises."""
+    settings = settings or get_settings()
+    get_engine(settings)
+    session = _factories[settings.effective_database_url]()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests dropping databases, forked processes)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _factories.clear()

@@ -1,0 +1,1 @@
+"""How catwalk's flows are started outside a single process: launchers, workers, servers."""

@@ -1,0 +1,136 @@
+"""catwalk's error tree: every failure a user can meet, typed by what the caller should do.
+
+    CatwalkError                      shown to users as one clear line (``user_message``)
+    ├── InputError                    the request is wrong; nothing was spent
+    │   ├── ProductNotFound
+    │   └── ProductImageError         no image, unreadable or not an image
+    ├── LimitExceeded                 refused by a daily limit or budget (carries ``retry_after``)
+    ├── ConfigError                   settings missing or inconsistent
+    └── PipelineError                 a step of a video job failed
+        ├── ProviderError             an AI provider failed
+        │   ├── TransientProviderError  429, 5xx, timeouts, connection errors: retry
+        │   └── PermanentProviderError  bad input, bad key, safety refusal: fail now
+        ├── StorageError              the blob store failed
+        │   └── TransientStorageError   worth retrying (network, 5xx, throttling)
+        ├── VideoCheckError           the delivered video is not fit to publish
+        └── JobCancelled              an admin cancelled the job
+
+The first split answers the caller's real question: did the job do something wrong
+(``InputError``), or did something it depends on fail (``PipelineError``)? Within
+``PipelineError`` the only question a retry policy asks is ``is_transient``.
+Foreign exceptions (httpx, botocore, OSError) are translated at the client edge and chained
+with ``from exc``. Messages never contain secrets: clients build them from status codes and
+provider messages, never from request headers.
+"""
+
+from __future__ import annotations
+
+
+class CatwalkError(Exception):
+    """Base of every error catwalk raises on purpose."""
+
+    @property
+    def user_message(self) -> str:
+        return str(self)
+
+
+class InputError(CatwalkError):
+    """The request cannot be served as given; nothing was spent."""
+
+
+class ProductNotFound(InputError):
+    """No product with that id."""
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"unknown product {product_id!r}")
+        self.product_id = product_id
+
+
+class ProductImageError(InputError):
+    """A product has no usable image (none, unreadable, not an image)."""
+
+
+class LimitExceeded(CatwalkError):
+    """Refused by a spending limit; says why and when to try again."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ConfigError(CatwalkError):
+    """Settings are missing or inconsistent."""
+
+
+class PipelineError(CatwalkError):
+    """A step of a video job failed."""
+
+    is_transient: bool = False
+
+
+class ProviderError(PipelineError):
+    """An AI provider call failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+        usage: object | None = None,
+    ) -> None:
+        super().__init__(message)
+        # What the failed call was billed for (a ``domain.Usage``), so it reaches the ledger.
+        self.usage = usage
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying: rate limited, overloaded, timed out, connection lost."""
+
+    is_transient = True
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying will not help: invalid input, bad key, safety refusal, content policy."""
+
+
+class StorageError(PipelineError):
+    """The blob store failed (missing bucket, bad credentials, full disk, ...)."""
+
+
+class TransientStorageError(StorageError):
+    """A storage failure worth retrying (network, throttling, 5xx)."""
+
+    is_transient = True
+
+
+class VideoCheckError(PipelineError):
+    """The delivered video failed the pre-publish check (duration, size, codec)."""
+
+
+class JobCancelled(PipelineError):
+    """An admin cancelled the job."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the step that raised ``exc`` may succeed."""
+    if isinstance(exc, PipelineError):
+        return exc.is_transient
+    # A timeout from the orchestrator or the OS is worth another attempt.
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for an admin, whatever was raised."""
+    if isinstance(exc, CatwalkError):
+        return exc.user_message
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {exc}" if str(exc) else "timed out"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"internal error ({type(exc).__name__}){': ' + text if text else ''}"

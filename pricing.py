@@ -1,0 +1,110 @@
+"""Prices from configuration (``prices.toml``, or ``CATWALK_PRICES_FILE``) and the cost of a
+provider call computed from them.
+
+A price row is matched on provider, model and resolution, and the newest row whose
+``price_date`` is not after the call's date wins, so a price change never rewrites history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from config import Settings, get_settings
+from domain import Usage
+from errors import ConfigError
+
+DEFAULT_PRICES_FILE = Path(__file__).parent / "prices.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    provider: str
+    model: str
+    unit: str
+    unit_price: Decimal
+    price_date: dt.date
+    resolution: str | None = None
+    input_unit_price: Decimal = Decimal(0)
+    minimum_units: Decimal = Decimal(0)
+    source: str = ""
+
+    def matches(self, usage: Usage) -> bool:
+        return (
+            self.provider == usage.provider
+            and self.model in ("*", usage.model)
+            and (self.resolution is None or self.resolution == usage.resolution)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    unit_price: Decimal
+    amount: Decimal
+    price_date: dt.date
+
+
+@lru_cache(maxsize=8)
+def load_prices(path: Path) -> tuple[Price, ...]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the price list {path}: {exc}") from exc
+    prices = []
+    for row in raw.get("price", []):
+        try:
+            prices.append(
+                Price(
+                    provider=row["provider"],
+                    model=row["model"],
+                    unit=row["unit"],
+                    unit_price=Decimal(row["unit_price"]),
+                    price_date=dt.date.fromisoformat(row["price_date"]),
+                    resolution=row.get("resolution"),
+                    input_unit_price=Decimal(row.get("input_unit_price", "0")),
+                    minimum_units=Decimal(row.get("minimum_units", "0")),
+                    source=row.get("source", ""),
+                )
+            )
+        except (KeyError, ArithmeticError, ValueError) as exc:
+            raise ConfigError(f"bad price row in {path}: {row!r} ({exc})") from exc
+    return tuple(prices)
+
+
+def prices(settings: Settings | None = None) -> tuple[Price, ...]:
+    settings = settings or get_settings()
+    return load_prices(settings.prices_file or DEFAULT_PRICES_FILE)
+
+
+def find_price(usage: Usage, *, on: dt.date, settings: Settings | None = None) -> Price:
+    candidates = [p for p in prices(settings) if p.matches(usage) and p.price_date <= on]
+    # A resolution-specific row beats a generic one; then the newest row wins.
+    candidates.sort(key=lambda p: (p.resolution is not None, p.model != "*", p.price_date))
+    if not candidates:
+        raise ConfigError(
+            f"no price configured for {usage.provider} {usage.model}"
+            f"{' at ' + usage.resolution if usage.resolution else ''}"
+        )
+    return candidates[-1]
+
+
+def charge_for(usage: Usage, *, on: dt.date | None = None, settings: Settings | None = None) -> Charge:
+    """The amount one call costs, from its usage and the price list."""
+    on = on or dt.datetime.now(dt.UTC).date()
+    price = find_price(usage, on=on, settings=settings)
+    if not usage.billed:
+        return Charge(unit_price=price.unit_price, amount=Decimal(0), price_date=price.price_date)
+    units = max(usage.units, price.minimum_units)
+    amount = units * price.unit_price
+    input_tokens = usage.details.get("input_tokens")
+    if input_tokens:
+        amount += Decimal(str(input_tokens)) * price.input_unit_price
+    return Charge(
+        unit_price=price.unit_price,
+        amount=amount.quantize(Decimal("0.000001")),
+        price_date=price.price_date,
+    )

@@ -1,0 +1,18 @@
+"""Prefect tasks: thin, idempotent steps that call one client and record the result.
+
+May import clients, db, config, domain; never flows or dashboards.
+"""
+
+from tasks.images import generate_keyframes
+from tasks.jobs import fail_job, start_job
+from tasks.publish import delete_pending, publish_video
+from tasks.video import animate_keyframes
+
+__all__ = [
+    "animate_keyframes",
+    "delete_pending",
+    "fail_job",
+    "generate_keyframes",
+    "publish_video",
+    "start_job",
+]

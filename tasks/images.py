@@ -1,0 +1,90 @@
+"""Step 1: two keyframes of a model wearing the product (Nano Banana or offline)."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+
+from clients import factory
+from clients.keys import object_key
+from clients.limits import provider_slot
+from clients.media import load_product_image
+from db import queries, session_scope
+from domain import POSES, ImageRequest, JobOptions, JobStatus
+from errors import ProviderError
+from tasks._policy import attempt, charge, retry_policy
+
+_PROGRESS_AFTER = {"start": 25, "end": 45}
+
+
+@task(name="generate-keyframes", timeout_seconds=300, **retry_policy())
+def generate_keyframes(job_id: str) -> dict[str, str]:
+    """Make (or reuse) the start and end keyframes; returns their storage keys by pose.
+
+    A keyframe already stored for this job is never bought again: retries and re-runs
+    start from what was paid for.
+    """
+    logger = get_run_logger()
+    generator = factory.image_generator()
+    store = factory.blob_store()
+    run = attempt()
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        product = job.product
+        if run > 1:
+            job.retry_count += 1
+        queries.set_job_step(
+            session=session, job=job, status=JobStatus.GENERATING_IMAGES, current_step="generating keyframes"
+        )
+        job.image_provider = generator.name
+        queries.record_event(session=session, job_id=job_id, step="images", kind="started", attempt=run)
+        keys = dict(job.image_keys)
+        options = JobOptions.from_mapping(job.options)
+        seed, name, images = job.identity_seed, product.name, list(product.images)
+        product_id = product.id
+
+    todo = [pose for pose in POSES if pose not in keys]
+    if not todo:
+        logger.info("job %s reuses both stored keyframes", job_id)
+        return keys
+    photo = load_product_image(images, product_id=product_id)
+    for pose in todo:
+        request = ImageRequest(
+            product_image=photo,
+            product_image_mime="image/jpeg",
+            model_type=options.model_type,
+            pose=pose,
+            identity_seed=seed,
+            product_name=name,
+        )
+        try:
+            with provider_slot("image"):
+                image = generator.generate(request)
+        except ProviderError as exc:
+            with session_scope() as session:
+                if exc.usage is not None:
+                    charge(session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc))
+                queries.record_event(
+                    session=session, job_id=job_id, step="images", kind="failed", attempt=run, message=str(exc)
+                )
+            raise
+        key = object_key(product_id, job_id, f"keyframe-{pose}")
+        store.put_bytes(key, image.data, image.mime_type)
+        with session_scope() as session:
+            job = queries.get_job(session=session, job_id=job_id)
+            assert job is not None
+            charge(session=session, job_id=job_id, usage=image.usage)
+            keys[pose] = key
+            job.image_keys = dict(keys)
+            job.image_request_ids = {**job.image_request_ids, pose: image.usage.request_id}
+            queries.set_job_step(
+                session=session,
+                job=job,
+                status=JobStatus.GENERATING_IMAGES,
+                current_step=f"keyframe {pose} ready",
+                progress=_PROGRESS_AFTER[pose],
+            )
+        logger.info("job %s: %s keyframe stored at %s", job_id, pose, key)
+    with session_scope() as session:
+        queries.record_event(session=session, job_id=job_id, step="images", kind="succeeded", attempt=run)
+    return keys

@@ -1,0 +1,65 @@
+"""Tasks that open and close a job's record: attach a flow run, record success or failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from db import queries, session_scope
+from db.base import utcnow
+from domain import JobOptions, JobStatus
+from errors import describe
+
+
+@task(name="start-job", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | None) -> str | None:
+    """Attach this flow run to its job (creating it when run straight from a deployment).
+
+    Returns None when another run already owns the product's job in flight: a second
+    "generate" must not start (and pay for) a second job.
+    """
+    logger = get_run_logger()
+    run_id = str(flow_run.id) if flow_run.id else None
+    with session_scope() as session:
+        if job_id is None:
+            job, created = queries.create_job(
+                session=session, product_id=product_id, options=JobOptions.from_mapping(options)
+            )
+            if not created and job.flow_run_id not in (None, run_id):
+                logger.info("product %s already has job %s in flight", product_id, job.id)
+                return None
+        else:
+            job = queries.get_job(session=session, job_id=job_id)
+            if job is None:
+                raise ValueError(f"unknown job {job_id!r}")
+        if job.status.is_final:
+            logger.info("job %s is already %s", job.id, job.status)
+            return None
+        job.flow_run_id = run_id or job.flow_run_id
+        queries.record_event(
+            session=session, job_id=job.id, step="run", kind="started", message=f"flow run {run_id}"
+        )
+        logger.info("job %s for product %s started", job.id, product_id)
+        return job.id
+
+
+@task(name="fail-job", cache_policy=NO_CACHE)
+def fail_job(job_id: str, error: BaseException) -> str:
+    """Mark the job FAILED with a reason an admin can read; the product keeps its video."""
+    message = describe(error)
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or job.status.is_final:
+            return message
+        cancelled = job.cancel_requested
+        job.status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
+        step = job.current_step
+        job.error_message = "cancelled by an admin" if cancelled else f"{step}: {message}"
+        job.wait_reason = None
+        job.completed_at = utcnow()
+        queries.record_event(session=session, job_id=job_id, step=step, kind="failed", message=message)
+    get_run_logger().error("job %s failed: %s", job_id, message)
+    return message

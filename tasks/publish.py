@@ -1,0 +1,98 @@
+"""Step 3: check the stored video, point the product at it, then delete what it replaced.
+
+Order matters (REQ-010, safe replace): the new files are already stored under new keys;
+the product switches to them in one transaction; only then are the old files deleted. A
+failure at any point leaves the product with a working video, and a delete that fails is
+kept in ``pending_deletions`` for housekeeping to retry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from clients import factory
+from clients.media import check_video
+from config import get_settings
+from db import queries, session_scope
+from db.base import utcnow
+from domain import JobStatus
+from errors import CatwalkError, StorageError
+from tasks._policy import attempt, retry_policy
+
+
+def delete_pending(*, limit: int = 100) -> tuple[int, int]:
+    """Delete files queued for deletion; returns (deleted, still failing)."""
+    store = factory.blob_store()
+    deleted = failed = 0
+    with session_scope() as session:
+        todo = [(d.id, d.key) for d in queries.pending_deletions(session=session, limit=limit)]
+    for deletion_id, key in todo:
+        error: str | None = None
+        try:
+            store.delete(key)
+        except CatwalkError as exc:
+            error = exc.user_message
+        with session_scope() as session:
+            queries.record_deletion_attempt(session=session, deletion_id=deletion_id, error=error)
+        if error is None:
+            deleted += 1
+        else:
+            failed += 1
+    return deleted, failed
+
+
+@task(name="publish-video", timeout_seconds=300, **retry_policy())
+def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
+    """Verify the job's video, switch the product to it, and clean up the old one."""
+    logger = get_run_logger()
+    settings = get_settings()
+    store = factory.blob_store()
+    run = attempt()
+    video_key, poster_key = str(video["video_key"]), str(video["poster_key"])
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        if run > 1:
+            job.retry_count += 1
+        queries.set_job_step(session=session, job=job, status=JobStatus.UPLOADING, current_step="checking and publishing video")
+        queries.record_event(session=session, job_id=job_id, step="publish", kind="started", attempt=run)
+
+    # Check before publishing: the stored bytes, not the render, are what viewers get.
+    with tempfile.TemporaryDirectory(dir=_scratch(settings.work_dir)) as tmp:
+        local = Path(tmp) / "check.mp4"
+        local.write_bytes(store.get_bytes(video_key))
+        facts = check_video(local, expected_seconds=settings.video_duration_seconds)
+    if store.head(poster_key) is None:
+        raise StorageError(f"poster missing from storage: {poster_key}")
+
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        queries.switch_product_video(
+            session=session, job=job, video_key=video_key, poster_key=poster_key, video_url=store.url(video_key)
+        )
+        job.video_duration_seconds = facts.duration_seconds
+        queries.set_job_step(session=session, job=job, status=JobStatus.COMPLETED, current_step="completed", progress=100)
+        job.completed_at = utcnow()
+        job.error_message = None
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="publish",
+            kind="succeeded",
+            attempt=run,
+            message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
+        )
+    deleted, failed = delete_pending()
+    if failed:
+        logger.warning("job %s: %d old file(s) could not be deleted yet; housekeeping will retry", job_id, failed)
+    logger.info("job %s completed: %s", job_id, video_key)
+    return {"video_key": video_key, "poster_key": poster_key, "duration": facts.duration_seconds, "old_files_deleted": deleted}
+
+
+def _scratch(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)

@@ -1,0 +1,137 @@
+"""Step 2: the transition video from the start keyframe to the end keyframe (Pika or offline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from clients import factory
+from clients.keys import content_type_for, object_key
+from clients.limits import provider_slot
+from config import get_settings
+from db import queries, session_scope
+from db.base import utcnow
+from domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
+from errors import JobCancelled, ProviderError
+from tasks._policy import attempt, charge, retry_policy
+
+_VIDEO_START, _VIDEO_END = 45, 85
+
+
+def _deadline(started_at: dt.datetime | None, timeout_s: int) -> float:
+    """The job's deadline as a monotonic clock value, so the provider can cancel in time."""
+    started = started_at or utcnow()
+    remaining = (started + dt.timedelta(seconds=timeout_s) - utcnow()).total_seconds()
+    return time.monotonic() + max(remaining, 1.0)
+
+
+def _save_request(job_id: str, submitted: SubmittedRequest) -> None:
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        job.video_request_id = submitted.request_id
+        job.video_request_urls = submitted.to_dict()
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="video",
+            kind="info",
+            message=f"provider accepted request {submitted.request_id}",
+        )
+
+
+def _show_progress(job_id: str, progress: ProviderProgress) -> None:
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        if job.cancel_requested:
+            raise JobCancelled("cancelled by an admin")
+        job.queue_position = progress.queue_position
+        if progress.queue_position is not None:
+            job.wait_reason = f"queued at provider (position {progress.queue_position})"
+            job.current_step = job.wait_reason
+        else:
+            job.wait_reason = None
+            job.current_step = progress.message or "rendering video"
+        if progress.fraction is not None:
+            target = _VIDEO_START + round((_VIDEO_END - _VIDEO_START) * progress.fraction)
+            job.progress = max(job.progress, target)
+
+
+@task(name="animate-keyframes", **retry_policy())
+def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, object]:
+    """Make (or re-attach to, or reuse) the job's video and store it with its poster.
+
+    The provider's request id is saved the moment it is accepted; a retry or a restarted
+    worker resumes that request instead of submitting (and paying for) another.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    generator = factory.video_generator()
+    store = factory.blob_store()
+    run = attempt()
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        if job.video_key and job.poster_key and store.head(job.video_key) is not None:
+            logger.info("job %s reuses its stored video", job_id)
+            return {"video_key": job.video_key, "poster_key": job.poster_key, "duration": job.video_duration_seconds}
+        if run > 1:
+            job.retry_count += 1
+        queries.set_job_step(session=session, job=job, status=JobStatus.GENERATING_VIDEO, current_step="rendering video")
+        job.video_provider = generator.name
+        queries.record_event(session=session, job_id=job_id, step="video", kind="started", attempt=run)
+        resume = SubmittedRequest.from_dict(job.video_request_urls) if job.video_request_urls else None
+        product_id = job.product_id
+        deadline = _deadline(job.started_at, settings.job_timeout_seconds)
+        style = str(job.options.get("videoStyle", "smooth"))
+
+    request = VideoRequest(
+        start_image=store.get_bytes(keyframe_keys["start"]),
+        end_image=store.get_bytes(keyframe_keys["end"]),
+        mime_type=content_type_for(keyframe_keys["start"]),
+        style=style,  # type: ignore[arg-type]
+        duration_seconds=settings.video_duration_seconds,
+        resolution=settings.video_resolution,
+    )
+    work_dir = Path(settings.work_dir) / job_id
+    try:
+        with provider_slot("video"):
+            video = generator.animate(
+                request,
+                work_dir=work_dir,
+                resume=resume,
+                on_submitted=lambda submitted: _save_request(job_id, submitted),
+                on_progress=lambda progress: _show_progress(job_id, progress),
+                deadline=deadline,
+            )
+    except ProviderError as exc:
+        with session_scope() as session:
+            if exc.usage is not None:
+                charge(session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc))
+            queries.record_event(session=session, job_id=job_id, step="video", kind="failed", attempt=run, message=str(exc))
+        raise
+
+    video_key = object_key(product_id, job_id, "video")
+    poster_key = object_key(product_id, job_id, "poster")
+    store.put_file(video_key, Path(video.path), "video/mp4")
+    store.put_file(poster_key, Path(video.poster_path), "image/jpeg")
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        charge(session=session, job_id=job_id, usage=video.usage)
+        job.video_key, job.poster_key = video_key, poster_key
+        job.provider_video_url = video.provider_url
+        job.video_duration_seconds = video.duration_seconds
+        job.queue_position = None
+        queries.set_job_step(
+            session=session, job=job, status=JobStatus.GENERATING_VIDEO, current_step="video ready", progress=_VIDEO_END
+        )
+        queries.record_event(session=session, job_id=job_id, step="video", kind="succeeded", attempt=run)
+    for leftover in (Path(video.path), Path(video.poster_path)):
+        leftover.unlink(missing_ok=True)
+    logger.info("job %s: video stored at %s", job_id, video_key)
+    return {"video_key": video_key, "poster_key": poster_key, "duration": video.duration_seconds}

@@ -1,0 +1,115 @@
+"""Shared fixtures: real databases (SQLite and a throwaway PostgreSQL database per run),
+a Prefect test server, and per-test catwalk settings.
+
+Every test that takes ``settings`` runs once per backend chosen with ``--db``
+(default: both). PostgreSQL being unreachable is an error, not a skip: pass ``--db sqlite``
+to run without it on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before catwalk or Prefect is imported: fast retries, small frames, short videos, and a
+# Prefect home of the test run's own.
+os.environ.setdefault("RETRY_DELAY_SECONDS", "0")
+os.environ.setdefault("OFFLINE_FRAME_WIDTH", "160")
+os.environ.setdefault("VIDEO_DURATION_SECONDS", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for _name in ("DATABASE_URL", "CATWALK_HOME", "PREFECT_API_URL"):
+    os.environ.pop(_name, None)
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+import config  # noqa: E402
+from db.session import dispose_engines, get_engine  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default=",".join(BACKENDS),
+        help="database backends to run database tests on (comma list of sqlite, postgresql)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames:
+        chosen = [b.strip() for b in metafunc.config.getoption("--db").split(",") if b.strip()]
+        unknown = set(chosen) - set(BACKENDS)
+        if unknown:
+            raise pytest.UsageError(f"unknown --db backend(s): {', '.join(sorted(unknown))}")
+        metafunc.parametrize("db_backend", chosen, scope="session")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own, dropped at the end."""
+    name = f"catwalk_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); use --db sqlite to skip it")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    dispose_engines()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate_all(url: str) -> None:
+    engine = get_engine(config.Settings(DATABASE_URL=url))
+    from db.models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings(
+    db_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[config.Settings]:
+    """catwalk settings for one test: its own home folder and a clean database."""
+    home = tmp_path / "catwalk-home"
+    monkeypatch.setenv("CATWALK_HOME", str(home))
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("pg_database")
+        monkeypatch.setenv("DATABASE_URL", url)
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+    config.get_settings.cache_clear()
+    current = config.get_settings()
+    yield current
+    config.get_settings.cache_clear()
+    if db_backend == "postgresql":
+        _truncate_all(current.effective_database_url)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A throwaway Prefect API server for tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def reset_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> config.Settings:
+    """Change settings mid-test through the environment (as a deployment would)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config.get_settings.cache_clear()
+    return config.get_settings()
