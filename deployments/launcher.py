@@ -13,7 +13,9 @@ class DeploymentLauncher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None:
         from prefect.deployments import run_deployment
 
         run = run_deployment(
@@ -21,7 +23,7 @@ class DeploymentLauncher:
             parameters={"product_id": product_id, "options": options, "job_id": job_id},
             timeout=0,
             # The same job can never become two flow runs, whatever retries the caller does.
-            idempotency_key=f"job-{job_id}",
+            idempotency_key=run_key or f"job-{job_id}",
             tags=[f"product:{product_id}"[:100], f"job:{job_id}"],
             as_subflow=False,
         )

@@ -1,0 +1,80 @@
+"""Costs: today's spend against the limits, spend by day, service and model, and alerts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import data, ui
+
+PERIODS = {"7 days": 7, "30 days": 30, "90 days": 90}
+
+
+def _acknowledge(alert_id: str) -> None:
+    data.acknowledge_alert(alert_id)
+    ui.flash("success", "Alert acknowledged.")
+
+
+st.title("Costs")
+ui.show_flashes()
+period_label = st.segmented_control("Period", list(PERIODS), default="30 days", key="cost_period") or "30 days"
+days = PERIODS[period_label]
+spend = data.spend(days)
+
+st.caption(f"Days run midnight to midnight in **{spend.timezone}** (LIMITS_TIMEZONE).")
+today_spend, generations, per_video, period = st.columns(4)
+budget = f" of {ui.money(spend.budget)}" if spend.budget is not None else " (no daily budget)"
+today_spend.metric("Spent today", ui.money(spend.spend), help=f"Daily budget{budget}", border=True)
+generations.metric(
+    "Videos started today", f"{spend.generations} / {spend.generation_limit}",
+    help="DAILY_GENERATION_LIMIT", border=True,
+)
+per_video.metric(
+    f"Cost per delivered video ({period_label})",
+    ui.money(spend.cost_per_video, places=3) if spend.cost_per_video is not None else "–",
+    help="All spend in the period (failed attempts too) / videos delivered", border=True,
+)
+period.metric(f"Spent ({period_label})", ui.money(spend.period_spend), help=f"{spend.period_videos} videos delivered", border=True)
+
+limit_use = spend.generations / spend.generation_limit if spend.generation_limit else 1.0
+st.progress(min(1.0, limit_use), text=f"Daily generation limit: {spend.generations} of {spend.generation_limit} used")
+if spend.budget:
+    budget_use = float(spend.spend / spend.budget)
+    st.progress(min(1.0, budget_use), text=f"Daily budget: {ui.money(spend.spend)} of {ui.money(spend.budget)} spent")
+
+st.subheader("Spend by day")
+by_day = data.cost_by_day(days)
+st.bar_chart(by_day, y_label="USD", x_label="", stack=True, height=280)
+
+by_model = data.cost_breakdown(days)
+left, right = st.columns([1, 2])
+with left:
+    st.subheader("By service")
+    if by_model.empty:
+        st.caption("Nothing spent in this period.")
+    else:
+        by_service = by_model.groupby("service", as_index=True)["amount"].sum()
+        st.bar_chart(by_service, y_label="USD", x_label="", horizontal=True, height=200)
+with right:
+    st.subheader("By model")
+    st.dataframe(
+        by_model, hide_index=True, width="stretch",
+        column_config={"amount": st.column_config.NumberColumn("Spend", format="$%.4f")},
+    )
+
+st.subheader("Alerts")
+alerts = data.alerts()
+if not alerts:
+    st.caption("No alerts.")
+for alert in alerts:
+    with st.container(border=True):
+        text, action = st.columns([6, 1], vertical_alignment="center")
+        seen = alert.acknowledged_at is not None
+        icon = ":material/notifications:" if not seen else ":material/done:"
+        text.markdown(
+            f"{icon} **{alert.kind.replace('_', ' ')}** · {alert.created_at:%d %b %H:%M} UTC  \n"
+            + (f":gray[{alert.message}]" if seen else alert.message)
+        )
+        if alert.delivery_error:
+            text.caption(f":orange[Not delivered: {alert.delivery_error}]")
+        if not seen:
+            action.button("Acknowledge", key=f"ack_{alert.id}", on_click=_acknowledge, args=(alert.id,))
