@@ -259,3 +259,8 @@ def where() -> None:
     console.print(f"home:     {settings.catwalk_home}")
     console.print(f"database: {settings.effective_database_url.split('@')[-1]}")
     console.print(f"media:    {settings.media_dir}")
+
+
+from cli.dashboard_cmd import register as _register_dashboard
+
+_register_dashboard(app)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from config import Settings
 from db import session_scope
@@ -36,6 +37,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES = 2**14, 8, 1, 32
 GENERATED_HASH_FILE = "admin-password.scrypt"
 # Wrong passwords any sessions may make before the global back-off starts, and its ceiling.
 GLOBAL_FREE_FAILURES = 5
+GLOBAL_FIRST_LOCK_SECONDS = 30
 GLOBAL_MAX_LOCK_SECONDS = 15 * 60
 SESSION_MAX_LOCK_SECONDS = 5 * 60
 
@@ -135,7 +137,8 @@ def _session_lock_seconds(failures: int) -> float:
 def _global_lock_seconds(failures: int) -> float:
     if failures < GLOBAL_FREE_FAILURES:
         return 0.0
-    return float(min(2 ** (failures - GLOBAL_FREE_FAILURES), GLOBAL_MAX_LOCK_SECONDS))
+    lock = GLOBAL_FIRST_LOCK_SECONDS * 2 ** (failures - GLOBAL_FREE_FAILURES)
+    return float(min(lock, GLOBAL_MAX_LOCK_SECONDS))
 
 
 def _global_wait(settings: Settings) -> float:
@@ -146,7 +149,7 @@ def _global_wait(settings: Settings) -> float:
         return max(0.0, (row.locked_until - utcnow()).total_seconds())
 
 
-def _record_global_failure(settings: Settings) -> None:
+def _increment_global(settings: Settings) -> int:
     with session_scope(settings) as session:
         # One atomic increment, however many dashboards count failures at once.
         failures = session.execute(
@@ -154,9 +157,23 @@ def _record_global_failure(settings: Settings) -> None:
             .where(SigninThrottle.scope == "global")
             .values(failures=SigninThrottle.failures + 1, updated_at=utcnow())
             .returning(SigninThrottle.failures)
-        ).scalar_one()
-        lock = _global_lock_seconds(failures)
-        if lock:
+        ).scalar_one_or_none()
+        if failures is not None:
+            return int(failures)
+    # The row is made by the migration; recreate it if someone emptied the table.
+    try:
+        with session_scope(settings) as session:
+            session.add(SigninThrottle(scope="global", failures=1, updated_at=utcnow()))
+        return 1
+    except IntegrityError:
+        return _increment_global(settings)
+
+
+def _record_global_failure(settings: Settings) -> None:
+    failures = _increment_global(settings)
+    lock = _global_lock_seconds(failures)
+    if lock:
+        with session_scope(settings) as session:
             session.execute(
                 update(SigninThrottle)
                 .where(SigninThrottle.scope == "global")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from clients import factory
 from config import Settings, get_settings
@@ -57,7 +57,11 @@ def media_source(key: str | None) -> str | None:
     """Where to load a stored object from (local path, public or signed URL)."""
     if not key:
         return None
-    return playable(factory.blob_store(settings()).url(key))
+    url = factory.blob_store(settings()).url(key)
+    source = playable(url)
+    if source and source != url and not Path(source).is_file():
+        return None  # a local file that is gone (deleted by hand): show "not made yet"
+    return source
 
 
 def image_source(ref: str | None) -> str | None:
@@ -135,7 +139,10 @@ def _product_filters(stmt: Select, search: str, status: str, latest: object) -> 
         )
     elif status == "In progress":
         stmt = stmt.where(
-            exists().where(VideoJob.product_id == Product.id, VideoJob.status.in_(ACTIVE_STATUSES))
+            select(VideoJob.id)
+            .where(VideoJob.product_id == Product.id, VideoJob.status.in_(ACTIVE_STATUSES))
+            .correlate(Product)
+            .exists()
         )
     return stmt
 

@@ -75,7 +75,7 @@ def page() -> None:
                     st.session_state[_SIGNED_IN] = "admin"
                     st.rerun()
                 st.error(result.message, icon=":material/lock:")
-            if auth.is_embedded(settings) and not (settings.admin_password or settings.admin_password_hash):
+            if not (settings.admin_password or settings.admin_password_hash):
                 st.caption("The password was printed by `catwalk dashboard` when it started.")
         if oidc_configured():
             st.button("Sign in with single sign-on", on_click=st.login, width="stretch")

@@ -68,7 +68,8 @@ def create_job(
         status=JobStatus.PENDING,
         usage_day=usage_day,
     )
-    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    # Masked to 31 bits: the column is a 32-bit INTEGER on PostgreSQL.
+    job.identity_seed = int(job.id[:8], 16) & 0x7FFFFFFF if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -79,7 +80,7 @@ def create_job(
             raise
         return existing, False
     if not job.identity_seed:
-        job.identity_seed = int(job.id[:8], 16)
+        job.identity_seed = int(job.id[:8], 16) & 0x7FFFFFFF
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
