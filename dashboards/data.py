@@ -418,7 +418,9 @@ def _cost_by_day(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
     frame["day"] = pd.to_datetime(frame["day"])
     pivot = frame.pivot_table(index="day", columns="service", values="amount", aggfunc="sum", fill_value=0.0)
     every_day = pd.date_range(pd.Timestamp(first), periods=days, freq="D", name="day")
-    return pivot.reindex(every_day, fill_value=0.0)
+    # Both services always get a column, so an idle period still draws (as zeros).
+    services = sorted(set(pivot.columns) | {"nano_banana", "pika"})
+    return pivot.reindex(index=every_day, columns=services, fill_value=0.0)
 
 
 def cost_by_day(days: int = 30) -> pd.DataFrame:

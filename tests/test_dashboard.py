@@ -465,7 +465,7 @@ def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytes
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Spent today"] == "$0.24"
     assert metrics["Videos started today"] == "1 / 10"
-    assert metrics["Cost per delivered video (30 days)"] == "$0.439"
+    assert metrics["Per delivered video"] == "$0.439"
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 2  # by day, by service
     by_model = at.dataframe[0].value

@@ -100,7 +100,13 @@ def _timeline(detail: data.JobDetail) -> None:
     )
     st.dataframe(
         events, hide_index=True, width="stretch",
-        column_config={"at": st.column_config.DatetimeColumn("At", format="HH:mm:ss.SSS")},
+        column_config={
+            "at": st.column_config.DatetimeColumn("At (UTC)", format="HH:mm:ss.SSS"),
+            "step": st.column_config.TextColumn("Step"),
+            "attempt": st.column_config.NumberColumn("Attempt", width="small"),
+            "what": st.column_config.TextColumn("What"),
+            "message": st.column_config.TextColumn("Message", width="large"),
+        },
     )
     st.subheader(f"Costs · {ui.money(detail.job.total_cost, places=4)}")
     if not detail.charges:
@@ -111,7 +117,7 @@ def _timeline(detail: data.JobDetail) -> None:
             "at": [c.at for c in detail.charges],
             "service": [c.service for c in detail.charges],
             "model": [f"{c.provider} · {c.model}" for c in detail.charges],
-            "units": [f"{c.units.normalize()} {c.unit}" for c in detail.charges],
+            "units": [f"{c.units.normalize():f} {c.unit.replace('_', ' ')}" for c in detail.charges],
             "amount": [float(c.amount) for c in detail.charges],
             "attempt": [c.attempt for c in detail.charges],
             "ok": [c.succeeded for c in detail.charges],
@@ -121,9 +127,14 @@ def _timeline(detail: data.JobDetail) -> None:
     st.dataframe(
         charges, hide_index=True, width="stretch",
         column_config={
-            "at": st.column_config.DatetimeColumn("At", format="HH:mm:ss"),
+            "at": st.column_config.DatetimeColumn("At (UTC)", format="HH:mm:ss"),
+            "service": st.column_config.TextColumn("Service"),
+            "model": st.column_config.TextColumn("Provider · model"),
+            "units": st.column_config.TextColumn("Units"),
             "amount": st.column_config.NumberColumn("Amount", format="$%.4f"),
-            "ok": st.column_config.CheckboxColumn("Paid call ok"),
+            "attempt": st.column_config.NumberColumn("Attempt", width="small"),
+            "ok": st.column_config.CheckboxColumn("Succeeded"),
+            "note": st.column_config.TextColumn("Note", width="large"),
         },
     )
 
@@ -134,6 +145,7 @@ def show(job_id: str) -> None:
         st.error(f"No job {job_id!r}.")
         return
     job = detail.job
+    st.page_link("app_pages/jobs.py", label="All jobs", icon=":material/arrow_back:")
     st.title(job.product_name)
     st.caption(f"Job {job.id} · product {job.product_id} · " + " · ".join(f"{k}: {v}" for k, v in detail.options.items()))
     ui.badge(job.status)

@@ -91,8 +91,11 @@ def live_jobs() -> None:
     if not rows:
         st.caption("No job matches.")
         return
+    frame = _history_frame(rows)
+    if frame["prefect"].isna().all():
+        frame = frame.drop(columns="prefect")  # no Prefect UI configured (embedded mode)
     event = st.dataframe(
-        _history_frame(rows),
+        frame,
         key="jobs_table",
         hide_index=True,
         width="stretch",
@@ -100,6 +103,11 @@ def live_jobs() -> None:
         selection_mode="single-row",
         column_config={
             "job": st.column_config.TextColumn("Job", width="small"),
+            "product": st.column_config.TextColumn("Product", width="medium"),
+            "status": st.column_config.TextColumn("Status"),
+            "step": st.column_config.TextColumn("Step"),
+            "took": st.column_config.TextColumn("Took"),
+            "error": st.column_config.TextColumn("Error", width="large"),
             "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%"),
             "started": st.column_config.DatetimeColumn("Started", format="D MMM, HH:mm:ss"),
             "cost": st.column_config.NumberColumn("Cost", format="$%.4f"),

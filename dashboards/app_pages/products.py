@@ -68,44 +68,43 @@ def _generate_selected(product_ids: list[str]) -> None:
 
 
 def _product_card(row: data.ProductRow) -> None:
-    with st.container(border=True):
-        head, tick = st.columns([5, 1], vertical_alignment="center")
+    with st.container(border=True, key=f"card_{row.id}"):
+        head, tick = st.columns([6, 1], vertical_alignment="top")
         head.markdown(f"**{row.name}**  \n:gray[{row.id}]")
         tick.checkbox("Select", key=f"sel_{row.id}", label_visibility="collapsed")
         photo, video = st.columns(2)
         image = data.image_source(row.image)
         if image:
-            photo.image(image, caption="Photo", width="stretch")
+            photo.image(image, width="stretch")
         else:
             photo.warning("No photo", icon=":material/hide_image:")
         source = data.media_source(row.video_key)
         if source:
             video.video(source, loop=True, muted=True)
-            video.caption("Current video")
         else:
-            video.container(height=120, border=False).caption("No video yet")
-        if row.active_job_id:
-            active = row.job_status if row.job_id == row.active_job_id else None
-            st.progress(row.job_progress / 100, text=row.job_step or ui.status_label(active or "PENDING"))
-        elif row.job_status == "FAILED":
-            st.caption(f":red[:material/error: Last try failed: {row.job_error or 'unknown error'}]")
+            with video.container(height=150, border=True, horizontal_alignment="center", vertical_alignment="center"):
+                st.caption(":material/videocam_off: No video yet")
         status = row.job_status if (row.active_job_id or row.job_status == "FAILED") else (
             "COMPLETED" if row.video_key else None
         )
-        left, right = st.columns([1, 1], vertical_alignment="center")
-        with left:
+        badge, link = st.columns([3, 2], vertical_alignment="center")
+        with badge:
             ui.badge(status)
-        with right.popover("Generate video", icon=":material/movie:", width="stretch"):
+        if row.job_id:
+            link.page_link(
+                "app_pages/job_detail.py", label="Latest job", icon=":material/receipt_long:",
+                query_params={"job": row.job_id},
+            )
+        if row.active_job_id:
+            st.progress(row.job_progress / 100, text=row.job_step or "queued")
+        elif row.job_status == "FAILED":
+            st.caption(f":red[Last try failed: {row.job_error or 'unknown error'}]")
+        with st.popover("Generate video", icon=":material/auto_awesome:", width="stretch"):
             st.selectbox("Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key=f"opt_{row.id}_model")
             st.selectbox("Style", list(STYLES), format_func=STYLES.get, key=f"opt_{row.id}_style")
             st.button(
                 "Start", key=f"gen_{row.id}", type="primary", width="stretch",
                 on_click=_generate_one, args=(row.id,),
-            )
-        if row.job_id:
-            st.page_link(
-                "app_pages/job_detail.py", label="Latest job", icon=":material/receipt_long:",
-                query_params={"job": row.job_id},
             )
 
 
@@ -129,7 +128,7 @@ with st.container(border=True):
     model.selectbox("Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key="batch_model")
     style.selectbox("Style", list(STYLES), format_func=STYLES.get, key="batch_style")
     action.button(
-        f"Generate {len(selected)} video(s)",
+        f"Generate {len(selected)} video(s)" if selected else "Tick products to generate",
         key="generate_selected",
         type="primary",
         icon=":material/auto_awesome:",
