@@ -212,6 +212,38 @@ def test_without_any_credential_nobody_gets_in(settings: Settings) -> None:
     assert [w.key for w in at.text_input] == []
 
 
+SSO_SECRETS = {
+    "auth": {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "a-long-random-cookie-secret",
+        "client_id": "catwalk",
+        "client_secret": "sso-client-secret",
+        "server_metadata_url": "https://id.example/.well-known/openid-configuration",
+    }
+}
+
+
+def sso_app(user: dict[str, Any]) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets.update(SSO_SECRETS)
+    at.user = user
+    return at.run()
+
+
+def test_single_sign_on_admits_only_listed_admins(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    reset_settings(monkeypatch, CATWALK_ADMIN_EMAILS="Boss@Shop.com, ops@shop.com")
+    st.cache_data.clear()
+    signed_out = sso_app({"is_logged_in": False})
+    assert [b.label for b in signed_out.button] == ["Sign in with single sign-on"]
+    assert [w.key for w in signed_out.text_input] == []  # no password configured: SSO only
+    outsider = sso_app({"is_logged_in": True, "email": "someone@gmail.com"})
+    assert outsider.error[0].value == "someone@gmail.com is signed in but is not a catwalk admin."
+    assert [t.value for t in outsider.title] == [":material/movie: catwalk"]
+    boss = sso_app({"is_logged_in": True, "email": "boss@shop.com"})
+    assert [t.value for t in boss.title] == ["Products"]
+    assert "Signed in as **boss@shop.com**" in [c.value for c in boss.sidebar.caption]
+
+
 # Products ----------------------------------------------------------------------------------
 
 
