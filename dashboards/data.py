@@ -34,6 +34,7 @@ JOB_STATUSES = tuple(s.value for s in JobStatus)
 LIVE_TTL = 1  # seconds: the jobs page refreshes every 2 s
 LIST_TTL = 5
 COST_TTL = 30
+HISTORY_TTL = 3600  # past days' aggregates: they cannot change
 
 
 def settings() -> Settings:
@@ -125,7 +126,22 @@ def _active_job_id() -> object:
     )
 
 
-def _product_filters(stmt: Select, search: str, status: str, latest: object) -> Select:  # type: ignore[type-arg]
+def _latest_failed_products() -> Select:  # type: ignore[type-arg]
+    # Set-based (one pass over the jobs) rather than a lookup per product: filtering 10,000
+    # products by their latest job stays one grouped scan.
+    latest = (
+        select(VideoJob.product_id, func.max(VideoJob.created_at).label("at"))
+        .group_by(VideoJob.product_id)
+        .subquery()
+    )
+    return (
+        select(VideoJob.product_id)
+        .join(latest, and_(VideoJob.product_id == latest.c.product_id, VideoJob.created_at == latest.c.at))
+        .where(VideoJob.status == JobStatus.FAILED)
+    )
+
+
+def _product_filters(stmt: Select, search: str, status: str) -> Select:  # type: ignore[type-arg]
     if search.strip():
         needle = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(or_(Product.name.ilike(needle, escape="\\"), Product.id.ilike(needle, escape="\\")))
@@ -134,9 +150,7 @@ def _product_filters(stmt: Select, search: str, status: str, latest: object) -> 
     elif status == "No video":
         stmt = stmt.where(Product.video_key.is_(None))
     elif status == "Failed":
-        stmt = stmt.where(
-            select(VideoJob.status).where(VideoJob.id == latest).scalar_subquery() == JobStatus.FAILED
-        )
+        stmt = stmt.where(Product.id.in_(_latest_failed_products()))
     elif status == "In progress":
         stmt = stmt.where(
             select(VideoJob.id)
@@ -149,18 +163,22 @@ def _product_filters(stmt: Select, search: str, status: str, latest: object) -> 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
 def _products(url: str, search: str, status: str, offset: int, limit: int) -> ProductPage:
-    latest = _latest_job_id()
     with session_scope(settings()) as session:
-        total = session.scalar(_product_filters(select(func.count()).select_from(Product), search, status, latest)) or 0
-        stmt = (
-            select(Product, VideoJob, _active_job_id())
-            .outerjoin(VideoJob, VideoJob.id == latest)
-            .order_by(Product.name, Product.id)
-            .offset(offset)
-            .limit(limit)
-        )
+        matching = _product_filters(select(Product.id), search, status)
+        total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+        # The page first, then the latest and the active job of just those products.
+        page_ids = session.scalars(matching.order_by(Product.name, Product.id).offset(offset).limit(limit)).all()
+        if not page_ids:
+            return ProductPage(rows=(), total=int(total))
+        found = session.execute(
+            select(Product, _latest_job_id(), _active_job_id()).where(Product.id.in_(page_ids))
+        ).all()
+        latest_ids = [latest for _, latest, _ in found if latest]
+        jobs = {j.id: j for j in session.scalars(select(VideoJob).where(VideoJob.id.in_(latest_ids)))}
+        by_id = {product.id: (product, jobs.get(latest), active) for product, latest, active in found}
         rows = []
-        for product, job, active_id in session.execute(_product_filters(stmt, search, status, latest)):
+        for product_id in page_ids:
+            product, job, active_id = by_id[product_id]
             rows.append(
                 ProductRow(
                     id=product.id,
@@ -393,8 +411,11 @@ def day_bounds(day: dt.date, days: int = 1) -> tuple[dt.datetime, dt.datetime]:
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-@st.cache_data(ttl=COST_TTL, show_spinner=False)
-def _cost_by_day(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
+# Spend on past days cannot change (ledger rows are written "now"), so their aggregates are
+# cached for an hour under a key holding the dates; only today's rows are read again often.
+
+
+def _cost_by_day_query(first: dt.date, days: int, tz: str) -> pd.DataFrame:
     start, end = day_bounds(first, days)
     in_range = and_(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
     with session_scope(settings()) as session:
@@ -416,6 +437,27 @@ def _cost_by_day(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
             frame = raw.groupby(["day", "service"], as_index=False)["amount"].sum()
     frame["amount"] = frame["amount"].astype(float)
     frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _cost_by_day_history(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
+    return _cost_by_day_query(first, days, tz)
+
+
+@st.cache_data(ttl=COST_TTL, show_spinner=False)
+def _cost_by_day_today(url: str, day: dt.date, tz: str) -> pd.DataFrame:
+    return _cost_by_day_query(day, 1, tz)
+
+
+def cost_by_day(days: int = 30) -> pd.DataFrame:
+    """Spend per day (limits' time zone) and service over the last ``days`` days, zeros included."""
+    url, tz, last = _url(), settings().limits_timezone, today()
+    first = last - dt.timedelta(days=days - 1)
+    parts = [_cost_by_day_today(url, last, tz)]
+    if days > 1:
+        parts.append(_cost_by_day_history(url, first, days - 1, tz))
+    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
     pivot = frame.pivot_table(index="day", columns="service", values="amount", aggfunc="sum", fill_value=0.0)
     every_day = pd.date_range(pd.Timestamp(first), periods=days, freq="D", name="day")
     # Both services always get a column, so an idle period still draws (as zeros).
@@ -423,14 +465,7 @@ def _cost_by_day(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
     return pivot.reindex(index=every_day, columns=services, fill_value=0.0)
 
 
-def cost_by_day(days: int = 30) -> pd.DataFrame:
-    """Spend per day (limits' time zone) and service over the last ``days`` days, zeros included."""
-    first = today() - dt.timedelta(days=days - 1)
-    return _cost_by_day(_url(), first, days, settings().limits_timezone)
-
-
-@st.cache_data(ttl=COST_TTL, show_spinner=False)
-def _cost_breakdown(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+def _breakdown_query(start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     with session_scope(settings()) as session:
         rows = session.execute(
             select(
@@ -445,13 +480,63 @@ def _cost_breakdown(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFr
         ).all()
     frame = pd.DataFrame(rows, columns=["service", "provider", "model", "calls", "amount"])
     frame["amount"] = frame["amount"].astype(float)
-    return frame.sort_values("amount", ascending=False, ignore_index=True)
+    return frame
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _breakdown_history(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _breakdown_query(start, end)
+
+
+@st.cache_data(ttl=COST_TTL, show_spinner=False)
+def _breakdown_today(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _breakdown_query(start, end)
 
 
 def cost_breakdown(days: int = 30) -> pd.DataFrame:
     """Calls and spend by service, provider and model over the last ``days`` days."""
-    start, end = day_bounds(today() - dt.timedelta(days=days - 1), days)
-    return _cost_breakdown(_url(), start, end)
+    url, last = _url(), today()
+    today_start, today_end = day_bounds(last)
+    first_start, _ = day_bounds(last - dt.timedelta(days=days - 1))
+    parts = [_breakdown_today(url, today_start, today_end)]
+    if days > 1:
+        parts.append(_breakdown_history(url, first_start, today_start))
+    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
+    frame = frame.groupby(["service", "provider", "model"], as_index=False)[["calls", "amount"]].sum()
+    return frame.sort_values("amount", ascending=False, ignore_index=True)
+
+
+def _totals(start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    """Spend, jobs started and videos delivered between two instants."""
+    with session_scope(settings()) as session:
+        spent = session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.created_at >= start, LedgerEntry.created_at < end
+            )
+        )
+        started = session.scalar(
+            select(func.count()).select_from(VideoJob).where(VideoJob.created_at >= start, VideoJob.created_at < end)
+        )
+        delivered = session.scalar(
+            select(func.count())
+            .select_from(VideoJob)
+            .where(
+                VideoJob.status == JobStatus.COMPLETED,
+                VideoJob.completed_at >= start,
+                VideoJob.completed_at < end,
+            )
+        )
+    return Decimal(spent or 0), int(started or 0), int(delivered or 0)
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def _totals_today(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    return _totals(start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _totals_history(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    return _totals(start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,49 +555,29 @@ class Spend:
         return (self.period_spend / self.period_videos) if self.period_videos else None
 
 
-@st.cache_data(ttl=LIST_TTL, show_spinner=False)
-def _spend(url: str, day: dt.date, days: int) -> Spend:
-    s = settings()
+def spend(days: int = 30) -> Spend:
+    """Today's spend and generations against the limits, and the period's cost per video.
+
+    With ``days=1`` only today is read (the sidebar on every page).
+    """
+    s, url, day = settings(), _url(), today()
     start, end = day_bounds(day)
-    period_start, _ = day_bounds(day - dt.timedelta(days=days - 1), days)
-    with session_scope(s) as session:
-        spend = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.created_at >= start, LedgerEntry.created_at < end
-            )
-        )
-        generations = session.scalar(
-            select(func.count()).select_from(VideoJob).where(VideoJob.created_at >= start, VideoJob.created_at < end)
-        )
-        period_spend = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.created_at >= period_start, LedgerEntry.created_at < end
-            )
-        )
-        period_videos = session.scalar(
-            select(func.count())
-            .select_from(VideoJob)
-            .where(
-                VideoJob.status == JobStatus.COMPLETED,
-                VideoJob.completed_at >= period_start,
-                VideoJob.completed_at < end,
-            )
-        )
+    spent, generations, delivered = _totals_today(url, start, end)
+    period_spend, period_videos = spent, delivered
+    if days > 1:
+        first, _ = day_bounds(day - dt.timedelta(days=days - 1))
+        past_spend, _, past_videos = _totals_history(url, first, start)
+        period_spend, period_videos = period_spend + past_spend, period_videos + past_videos
     return Spend(
         day=day,
         timezone=s.limits_timezone,
-        spend=Decimal(spend or 0),
-        generations=int(generations or 0),
+        spend=spent,
+        generations=generations,
         generation_limit=s.daily_generation_limit,
         budget=s.daily_budget,
-        period_spend=Decimal(period_spend or 0),
-        period_videos=int(period_videos or 0),
+        period_spend=period_spend,
+        period_videos=period_videos,
     )
-
-
-def spend(days: int = 30) -> Spend:
-    """Today's spend and generations against the limits, and the period's cost per video."""
-    return _spend(_url(), today(), days)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ else:
         }
     )
     with st.sidebar:
-        spend = data.spend()
+        spend = data.spend(days=1)
         st.caption(f"Today ({spend.timezone})")
         left, right = st.columns(2)
         left.metric("Videos", f"{spend.generations}/{spend.generation_limit}")

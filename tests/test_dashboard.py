@@ -524,9 +524,7 @@ def test_cost_by_day_uses_the_limits_time_zone(admin: Settings, monkeypatch: pyt
                 unit_price=Decimal(1), amount=Decimal(1), created_at=today_utc,
             )
         )
-    frame = data._cost_by_day(  # the cached function, with the page's own arguments
-        admin.effective_database_url, data.today() - dt.timedelta(days=6), 7, "Pacific/Auckland"
-    )
+    frame = data.cost_by_day(7)
     local_day = today_utc.astimezone(data.zone()).date()
     assert frame.loc[str(local_day), "pika"] == 1.0
     assert frame["pika"].sum() == 1.0
