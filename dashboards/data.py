@@ -76,8 +76,12 @@ def image_source(ref: str | None) -> str | None:
 
 
 def clear() -> None:
-    """Forget every cached read (after an action changed what they show)."""
-    st.cache_data.clear()
+    """Forget the cached reads an action can change (jobs, products, today's totals, alerts).
+
+    Past days' cost aggregates stay cached: no action changes them.
+    """
+    for cached in (_products, _jobs, _status_counts, _job_detail, _totals_today, _alerts, _cost_by_day_today, _breakdown_today):
+        cached.clear()
 
 
 # Products ----------------------------------------------------------------------------------

@@ -334,6 +334,20 @@ def test_product_search(admin: Settings) -> None:
     assert "No product matches" in at.info[0].value
 
 
+def test_products_are_paged(admin: Settings) -> None:
+    photo = seed_photo()
+    with session_scope() as session:
+        for n in range(26):  # 30 products with the demo ones: pages of 12, 12 and 6
+            queries.upsert_product(session=session, product_id=f"extra-{n:02d}", name=f"Extra {n:02d}", images=[photo])
+    at = signed_in()
+    assert at.checkbox.len == 12
+    at.number_input(key="product_page").set_value(3).run()
+    assert at.checkbox.len == 6
+    # A search with fewer matches brings the page back in range instead of showing nothing.
+    at.text_input(key="product_search").input("extra 0").run()
+    assert sorted(c.key for c in at.checkbox) == [f"sel_extra-{n:02d}" for n in range(10)]
+
+
 # Jobs --------------------------------------------------------------------------------------
 
 

@@ -157,6 +157,17 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.get_by_text("In progress (0)")).to_be_visible()
             _snap(page, "dashboard-3-jobs-done.png")
 
+            # Selecting a row of the recent jobs opens the job; coming back stays on the list.
+            grid = page.locator("[data-testid=stDataFrame]").first
+            box = grid.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+            expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
+            page.get_by_role("link", name="All jobs").click()
+            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            page.wait_for_timeout(4500)  # two refreshes of the live fragment
+            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+
             page.get_by_role("link", name="Products").click()
             video = page.locator(".st-key-card_demo-tee video")
             expect(video).to_be_visible()
