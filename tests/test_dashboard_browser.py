@@ -123,6 +123,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)  # a loaded 2-core machine renders slowly
         try:
             page.goto(dashboard.url)
             password = page.locator("input[type=password]")
@@ -135,7 +136,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             page.wait_for_timeout(1200)  # the session's back-off after one wrong password is 1 s
             password.fill(dashboard.password)
             page.get_by_role("button", name="Sign in", exact=True).click()
-            expect(page.get_by_role("heading", name="Products")).to_be_visible()
+            expect(page.get_by_role("heading", name="Products", exact=True)).to_be_visible()
             expect(page.locator(".st-key-card_demo-tee img").first).to_be_visible()
             _snap(page, "dashboard-1-products.png")
 
@@ -145,7 +146,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.get_by_text(re.compile(r"Started job \w+ for demo-tee"))).to_be_visible()
 
             page.get_by_role("link", name="Jobs").click()
-            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
             done = page.locator("[data-testid=stMetric]").filter(has_text="Done today").locator("[data-testid=stMetricValue]")
             # The fragment refreshes every 2 s without reloading the page: first the job shows
             # up in flight, then it completes.
@@ -164,9 +165,9 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
             expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
             page.get_by_role("link", name="All jobs").click()
-            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
             page.wait_for_timeout(4500)  # two refreshes of the live fragment
-            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
 
             page.get_by_role("link", name="Products").click()
             video = page.locator(".st-key-card_demo-tee video")
@@ -193,7 +194,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             _snap(page, "dashboard-5-job-detail.png")
 
             page.get_by_role("link", name="Costs").click()
-            expect(page.get_by_role("heading", name="Costs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Costs", exact=True)).to_be_visible()
             expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
             _snap(page, "dashboard-6-costs.png")
         except BaseException:
