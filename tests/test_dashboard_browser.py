@@ -54,6 +54,14 @@ def _free_port() -> int:
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     home = tmp_path / "home"
+    # The offline providers at Gemini's and Pika's list prices, so the costs shown are real sums.
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[[price]]\nprovider = "offline"\nmodel = "*"\nunit = "output_token"\nunit_price = "0.00003"\n'
+        'price_date = "2026-01-01"\n'
+        '[[price]]\nprovider = "offline"\nmodel = "*"\nresolution = "720p"\nunit = "second"\n'
+        'unit_price = "0.04"\nprice_date = "2026-01-01"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DATABASE_URL", "CATWALK_"))}
     env.update(
         CATWALK_HOME=str(home),
@@ -64,6 +72,7 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
         # Slow enough to watch the job move on the jobs page.
         OFFLINE_VIDEO_LATENCY_SECONDS="6",
         PYTHONPATH=str(ROOT),
+        CATWALK_PRICES_FILE=str(prices),
     )
     subprocess.run(
         [sys.executable, "-c", "from cli.demo import seed_demo_catalog; seed_demo_catalog()"],
@@ -191,11 +200,16 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
             expect(page.locator("[data-testid=stImage] img")).to_have_count(2)
             expect(page.locator("video")).to_have_count(1)
+            # Two keyframes (1290 tokens at $0.00003) and 2 s of video at $0.04.
+            cost = page.locator("[data-testid=stMetric]").filter(has_text="Cost").locator("[data-testid=stMetricValue]")
+            expect(cost).to_have_text("$0.1574")
             _snap(page, "dashboard-5-job-detail.png")
 
             page.get_by_role("link", name="Costs").click()
             expect(page.get_by_role("heading", name="Costs", exact=True)).to_be_visible()
             expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
+            today = page.locator("[data-testid=stMetric]").filter(has_text="Spent today").locator("[data-testid=stMetricValue]")
+            expect(today).to_have_text("$0.16")
             _snap(page, "dashboard-6-costs.png")
         except BaseException:
             page.screenshot(path=ARTIFACTS / "dashboard-failure.png")
