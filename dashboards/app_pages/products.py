@@ -88,8 +88,9 @@ def _product_card(row: data.ProductRow) -> None:
             "COMPLETED" if row.video_key else None
         )
         badge, link = st.columns([3, 2], vertical_alignment="center")
-        with badge:
-            ui.badge(status)
+        if status is not None:  # a product never generated says so in its video box already
+            with badge:
+                ui.badge(status)
         if row.job_id:
             link.page_link(
                 "app_pages/job_detail.py", label="Latest job", icon=":material/receipt_long:",
