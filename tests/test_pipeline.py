@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli.demo import seed_demo_catalog
 from clients import factory
 from clients.media import probe_video
 from clients.storage import LocalBlobStore
-from cli.demo import seed_demo_catalog
 from db import queries, session_scope
 from domain import JobStatus
 from errors import TransientStorageError
