@@ -28,7 +28,9 @@ def product_slug(product_id: str) -> str:
     """A path-safe, unique folder name for a product id."""
     ascii_id = unicodedata.normalize("NFKD", product_id).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_id.lower()).strip("-")[:_SLUG_MAX].strip("-")
-    digest = hashlib.sha256(product_id.encode("utf-8")).hexdigest()[:16]
+    # surrogatepass: a lone surrogate (JSON can carry "\ud800") must hash, not crash; the
+    # encoding stays one-to-one, so distinct ids still give distinct digests.
+    digest = hashlib.sha256(product_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{slug}-{digest}" if slug else digest
 
 

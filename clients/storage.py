@@ -430,8 +430,9 @@ class S3BlobStore:
         """One clear line for an admin; never credentials, never request headers."""
         if isinstance(exc, StorageError):
             return exc
-        if isinstance(exc, S3UploadFailedError) and exc.__cause__ is not None:
-            exc = exc.__cause__
+        if isinstance(exc, S3UploadFailedError):
+            # boto3 wraps the ClientError in a message (implicitly chained): use the original.
+            exc = exc.__cause__ or exc.__context__ or exc
         what = f"{action} of {key}" if key else action
         bucket = f"bucket {self.bucket!r} at {self._where}"
         if isinstance(exc, bce.ClientError):

@@ -31,6 +31,9 @@ from sqlalchemy import text
 import config
 from db.session import dispose_engines, get_engine
 
+# Shared fixtures kept in their own modules: moto S3 server (tests/moto_server.py).
+pytest_plugins = ["tests.moto_server"]
+
 PG_ADMIN_URL = os.environ.get("CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 

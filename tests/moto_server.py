@@ -1,6 +1,6 @@
 """A real S3 API for tests: moto in server mode, in its own process, over real HTTP.
 
-Import the fixtures into a test module (``from tests.moto_server import moto_s3, s3_store``).
+Loaded as a plugin by ``tests/conftest.py``, so any test can take these fixtures.
 One server per test session; every test that takes ``s3_store`` or ``s3_settings`` starts
 from an empty server (``POST /moto-api/reset``) with one fresh bucket.
 """
