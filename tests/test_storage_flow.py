@@ -205,3 +205,19 @@ def test_a_full_local_disk_fails_the_job_clearly_and_keeps_the_video(settings, t
         assert facts.duration_seconds == pytest.approx(settings.video_duration_seconds, abs=0.1)
         assert_no_referenced_file_missing(store)
         assert [p for p in settings.media_dir.rglob(".upload-*")] == []
+
+
+def test_a_retry_on_s3_reuses_the_stored_keyframes(s3_settings, monkeypatch) -> None:
+    """The video step fails twice, then succeeds: the keyframes in the bucket are bought once."""
+    # A spec of its own (trailing comma): fault counters are shared per spec in a process.
+    reset_settings(monkeypatch, OFFLINE_FAIL_STEPS="video:transient:2,")
+    store = _s3()
+    seed_demo_catalog()
+    job = run_job_inline("demo-tee")
+
+    assert job.status is JobStatus.COMPLETED, job.error_message
+    assert job.retry_count == 2
+    with session_scope() as session:
+        ledger = queries.ledger_for_job(session=session, job_id=job.id)
+    assert [r.operation for r in ledger] == ["generate_image", "generate_image", "animate"]
+    assert set(job.image_keys.values()) <= bucket_keys(store)
