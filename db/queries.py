@@ -68,7 +68,9 @@ def create_job(
         status=JobStatus.PENDING,
         usage_day=usage_day,
     )
-    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    # Seven hex digits (28 bits) fit the INTEGER column on PostgreSQL; eight overflow it
+    # for half of all ids.
+    job.identity_seed = int(job.id[:7], 16) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -79,7 +81,7 @@ def create_job(
             raise
         return existing, False
     if not job.identity_seed:
-        job.identity_seed = int(job.id[:8], 16)
+        job.identity_seed = int(job.id[:7], 16)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
