@@ -26,7 +26,12 @@ class GenerationOptions(_Strict):
 
 
 class GenerationRequest(_Strict):
-    productId: str = Field(min_length=1, max_length=255, description="The shop's product id.")
+    productId: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The shop's product id.",
+        examples=["demo-tee"],  # a product of the demo catalog (catwalk demo)
+    )
     options: GenerationOptions | None = None
 
 
