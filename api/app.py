@@ -13,6 +13,9 @@ never on the event loop.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
@@ -33,7 +36,7 @@ from api.schemas import (
 from api.stats import generation_stats
 from clients import factory
 from config import Settings, get_settings
-from db import queries, session_scope
+from db import get_engine, queries, session_scope
 from domain import JobStatus
 from errors import CatwalkError, InputError, LimitExceeded, ProductImageError
 from submission import Launcher, default_launcher, submit_job
@@ -104,6 +107,26 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return _invalid(_one_line(errors), errors)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Connect (and migrate) before the first request, not during it: otherwise the first
+    # burst of submissions all wait behind Alembic.
+    get_engine(app.state.settings)
+    yield
+
+
+def _writer_gate(settings: Settings) -> AbstractContextManager[object]:
+    """Serialises submissions on SQLite, where writers take turns anyway.
+
+    SQLite allows one writer at a time; threads that find the database locked back off in
+    sleeps of up to 100 ms (its busy handler), which under a burst costs far more than
+    waiting in line. PostgreSQL locks rows, so submissions there run in parallel.
+    """
+    if settings.effective_database_url.startswith("sqlite"):
+        return threading.Lock()
+    return nullcontext()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -124,8 +147,10 @@ def create_app(
             "The original video-generation contract. Every endpoint needs "
             "`Authorization: Bearer <CATWALK_API_TOKEN>`."
         ),
+        lifespan=_lifespan,
     )
     app.state.settings = settings
+    app.state.writer_gate = _writer_gate(settings)
     app.state.api_token = token if token is not None else resolve_token(settings)[0]
     app.state.launcher = launcher or default_launcher(settings)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -151,6 +176,7 @@ def create_app(
         },
     )
     def request_video(
+        request: Request,
         body: GenerationRequest,
         response: Response,
         settings: SettingsDep,
@@ -158,7 +184,10 @@ def create_app(
     ) -> Any:
         options = body.options.model_dump() if body.options else None
         try:
-            submission = submit_job(body.productId, options, settings=settings, launcher=launcher)
+            with request.app.state.writer_gate:
+                submission = submit_job(
+                    body.productId, options, settings=settings, launcher=launcher
+                )
         except LimitExceeded as exc:
             retry_after = max(0, int(exc.retry_after_seconds))
             return JSONResponse(

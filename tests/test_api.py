@@ -68,6 +68,11 @@ def products(settings: config.Settings) -> list[str]:
                 images=[str(photos[product.id])],
             )
         queries.upsert_product(session=session, product_id="no-photo", name="Bare", images=[])
+        text_file = settings.catwalk_home / "photos" / "notes.jpg"
+        text_file.write_text("not a photo")
+        queries.upsert_product(
+            session=session, product_id="text-photo", name="Text", images=[str(text_file)]
+        )
     return [p.id for p in DEMO_PRODUCTS]
 
 
@@ -158,6 +163,7 @@ def test_second_post_for_a_product_in_flight_returns_that_job(
     [
         ({"productId": "no-such-product"}, "unknown product 'no-such-product'"),
         ({"productId": "no-photo"}, "has no image"),
+        ({"productId": "text-photo"}, "notes.jpg is not a readable image"),
         ({"productId": "demo-tee", "options": {"modelType": "robot"}}, "modelType"),
         ({"productId": "demo-tee", "options": {"videoStyle": "jerky"}}, "videoStyle"),
         ({"productId": "demo-tee", "options": {"pose": "start"}}, "options.pose"),
@@ -436,6 +442,26 @@ def test_over_a_real_socket(
         assert followed.json()["jobId"] == posted.json()["jobId"]
         assert http.get(f"{PREFIX}/stats").json()["totalJobs"] == 1
         assert httpx.get(f"{base_url}{PREFIX}/stats").status_code == 401
+
+
+def test_concurrent_posts_for_one_product_make_one_job(
+    settings: config.Settings, launcher: RecordingLauncher, products: list[str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(settings, launcher=launcher, token=TOKEN)
+    with (
+        running_server(app) as base_url,
+        httpx.Client(base_url=base_url, headers=AUTH) as http,
+        ThreadPoolExecutor(max_workers=12) as pool,
+    ):
+        responses = list(
+            pool.map(lambda _: http.post(PREFIX, json={"productId": "demo-tee"}), range(12))
+        )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 11 + [202]
+    assert len({r.json()["jobId"] for r in responses}) == 1
+    assert len(launcher.calls) == 1
 
 
 @pytest.mark.slow
