@@ -13,9 +13,8 @@ never on the event loop.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
@@ -115,18 +114,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _writer_gate(settings: Settings) -> AbstractContextManager[object]:
-    """Serialises submissions on SQLite, where writers take turns anyway.
-
-    SQLite allows one writer at a time; threads that find the database locked back off in
-    sleeps of up to 100 ms (its busy handler), which under a burst costs far more than
-    waiting in line. PostgreSQL locks rows, so submissions there run in parallel.
-    """
-    if settings.effective_database_url.startswith("sqlite"):
-        return threading.Lock()
-    return nullcontext()
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -150,7 +137,6 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.writer_gate = _writer_gate(settings)
     app.state.api_token = token if token is not None else resolve_token(settings)[0]
     app.state.launcher = launcher or default_launcher(settings)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -176,7 +162,6 @@ def create_app(
         },
     )
     def request_video(
-        request: Request,
         body: GenerationRequest,
         response: Response,
         settings: SettingsDep,
@@ -184,10 +169,7 @@ def create_app(
     ) -> Any:
         options = body.options.model_dump() if body.options else None
         try:
-            with request.app.state.writer_gate:
-                submission = submit_job(
-                    body.productId, options, settings=settings, launcher=launcher
-                )
+            submission = submit_job(body.productId, options, settings=settings, launcher=launcher)
         except LimitExceeded as exc:
             retry_after = max(0, int(exc.retry_after_seconds))
             return JSONResponse(
