@@ -544,3 +544,25 @@ def test_catwalk_api_command_serves_and_refuses_without_token(
         assert refused.returncode == 1
         assert out.strip().startswith("error: CATWALK_API_TOKEN is not set")
         assert "Traceback" not in out
+        return
+
+    # Embedded mode without a token: a one-off token is printed once, and it works.
+    proc = _catwalk("api", "--port", "0", env={**env, "CATWALK_API_TOKEN": ""})
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
+            if found:
+                break
+        else:
+            pytest.fail("catwalk api exited without serving: " + " | ".join(lines))
+        token = lines[lines.index("CATWALK_API_TOKEN is not set; this run accepts the token:") + 1]
+        base = f"http://127.0.0.1:{found.group(1)}"
+        ok = httpx.get(f"{base}{PREFIX}/stats", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert httpx.get(f"{base}{PREFIX}/stats", headers=AUTH).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
