@@ -47,7 +47,9 @@ class CountingLauncher:
     def __init__(self) -> None:
         self.launched = 0
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], **_: object
+    ) -> str | None:
         self.launched += 1
         return None
 

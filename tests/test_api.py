@@ -44,7 +44,9 @@ class RecordingLauncher:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], **_: object
+    ) -> str | None:
         self.calls.append({"job_id": job_id, "product_id": product_id, "options": options})
         return None
 
@@ -52,7 +54,9 @@ class RecordingLauncher:
 class RefusingLauncher:
     """Stands in for the limit check refusing the submission (see test_limit_refusal)."""
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], **_: object
+    ) -> str | None:
         raise LimitExceeded("daily generation limit of 3 reached", retry_after_seconds=3600)
 
 

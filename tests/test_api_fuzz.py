@@ -26,7 +26,9 @@ class RecordingLauncher:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], **_: object
+    ) -> str | None:
         self.calls.append(job_id)
         return None
 
