@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.media import normalize_image, read_image_source
+from clients.media import identify_image, read_image_source
 from config import Settings, get_settings
 from db import queries, session_scope
 from domain import JobOptions, JobStatus
@@ -84,7 +84,9 @@ def check_product_image(images: list[str], *, product_id: str) -> None:
         raise ProductImageError(f"product {product_id!r} has no image")
     first = images[0]
     if not first.startswith(("http://", "https://")):
-        normalize_image(read_image_source(first), source=first)
+        # The header says whether it is an image; decoding the pixels (milliseconds to tens
+        # of milliseconds a photo) is left to the job, which re-encodes it anyway.
+        identify_image(read_image_source(first), source=first)
 
 
 def submit_job(
