@@ -10,13 +10,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import utcnow
+from db.base import Base, utcnow
 from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from errors import ProductNotFound
+from errors import ConfigError, ProductNotFound
 
 
 def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
@@ -68,7 +70,7 @@ def create_job(
         status=JobStatus.PENDING,
         usage_day=usage_day,
     )
-    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    job.identity_seed = _seed(job.id) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -79,7 +81,7 @@ def create_job(
             raise
         return existing, False
     if not job.identity_seed:
-        job.identity_seed = int(job.id[:8], 16)
+        job.identity_seed = _seed(job.id)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
@@ -265,3 +267,25 @@ def job_to_contract(
     if job.error_message:
         payload["error"] = job.error_message
     return payload
+
+
+def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, Any], key: str) -> bool:
+    """Insert one row unless one with the same ``key`` exists; True when this call inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both backends, so many writers racing on the
+    same key (workers, retries, replicas) leave exactly one row and never an error.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    else:
+        raise ConfigError(f"database {dialect!r} is not supported")
+    result = session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _seed(job_id: str) -> int:
+    # Seven hex digits fit PostgreSQL's 32-bit INTEGER (eight overflow it half the time).
+    return int(job_id[:7], 16)
