@@ -77,7 +77,7 @@ def _parallel_submit(settings: config.Settings, product_ids: list[str]) -> tuple
         except LimitExceeded as exc:
             with lock:
                 refused.append(exc)
-        except BaseException as exc:  # reported by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             with lock:
                 unexpected.append(exc)
         else:
