@@ -259,3 +259,8 @@ def where() -> None:
     console.print(f"home:     {settings.catwalk_home}")
     console.print(f"database: {settings.effective_database_url.split('@')[-1]}")
     console.print(f"media:    {settings.media_dir}")
+
+
+from cli.stats_cmd import stats as _stats
+
+app.command("stats")(_stats)

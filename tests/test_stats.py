@@ -1,0 +1,112 @@
+"""Statistics: the original contract plus delivered-video cost, failed spend, spend by model
+and resolution, for a date range in the limits' time zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+import config
+from db import queries, session_scope
+from db.models import VideoJob
+from db.stats import compute_stats
+from domain import JobOptions, JobStatus, Usage
+from tests.conftest import reset_settings
+
+UTC = dt.UTC
+
+
+def _job(session, product_id: str, status: JobStatus, created: dt.datetime) -> str:  # type: ignore[no-untyped-def]
+    queries.upsert_product(session=session, product_id=product_id, name=product_id, images=["x.jpg"])
+    job, _ = queries.create_job(session=session, product_id=product_id, options=JobOptions())
+    job.status = status
+    job.created_at = created
+    return job.id
+
+
+def _row(session, job_id: str | None, service: str, amount: str, at: dt.datetime, *, ok: bool = True,  # type: ignore[no-untyped-def]
+         model: str = "m", resolution: str | None = None) -> None:
+    usage = Usage(service, "fal" if service == "pika" else "gemini", "op", model, Decimal(1), "unit", resolution=resolution)
+    entry = queries.record_usage(
+        session=session, job_id=job_id, usage=usage, unit_price=Decimal(amount),
+        amount=Decimal(amount), price_date=dt.date(2026, 3, 1), succeeded=ok,
+    )
+    entry.created_at = at
+
+
+@pytest.fixture
+def seeded(settings: config.Settings) -> config.Settings:
+    d1 = dt.datetime(2026, 11, 20, 12, tzinfo=UTC)
+    d2 = dt.datetime(2026, 11, 22, 9, tzinfo=UTC)
+    late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # Nov 23 in Paris
+    with session_scope(settings) as session:
+        done = _job(session, "a", JobStatus.COMPLETED, d1)
+        _row(session, done, "nano_banana", "0.039", d1, model="gemini-2.5-flash-image")
+        _row(session, done, "nano_banana", "0.039", d1, model="gemini-2.5-flash-image")
+        _row(session, done, "pika", "0.050", d1, ok=False, model="pikaframes", resolution="720p")
+        _row(session, done, "pika", "0.200", d1, model="pikaframes", resolution="720p")
+        failed = _job(session, "b", JobStatus.FAILED, d2)
+        _row(session, failed, "nano_banana", "0.134", d2, model="gemini-3-pro-image-preview")
+        _row(session, failed, "pika", "0.300", late, ok=False, model="pikaframes", resolution="1080p")
+        queries.refresh_job_costs(session=session, job_id=failed)
+        session.flush()
+        _job(session, "c", JobStatus.COMPLETED, d2)
+    return settings
+
+
+def test_the_original_contract_and_the_extra_figures(seeded: config.Settings) -> None:
+    with session_scope(seeded) as session:
+        stats = compute_stats(session=session, settings=seeded)
+    assert stats["totalJobs"] == 3
+    assert stats["completedJobs"] == 2
+    assert stats["failedJobs"] == 1
+    assert stats["totalCost"] == pytest.approx(0.762)
+    assert stats["costByService"] == {"nanoBanana": pytest.approx(0.212), "pikaLabs": pytest.approx(0.55)}
+    assert stats["costByDate"] == [
+        {"date": "2026-11-20", "cost": pytest.approx(0.328)},
+        {"date": "2026-11-21", "cost": 0.0},
+        {"date": "2026-11-22", "cost": pytest.approx(0.434)},
+    ]
+    assert stats["failedAttemptSpend"] == pytest.approx(0.35)
+    assert stats["failedJobSpend"] == pytest.approx(0.434)
+    assert stats["costPerDeliveredVideo"] == pytest.approx(0.381)
+    assert stats["calls"] == 6 and stats["failedCalls"] == 2
+    top = stats["spendByModel"][0]
+    assert top == {"service": "pika", "provider": "fal", "model": "pikaframes", "cost": pytest.approx(0.55), "calls": 3}
+    by_res = {(r["service"], r["resolution"]): r["cost"] for r in stats["spendByResolution"]}
+    assert by_res == {
+        ("pika", "1080p"): pytest.approx(0.3),
+        ("pika", "720p"): pytest.approx(0.25),
+        ("nano_banana", "-"): pytest.approx(0.212),
+    }
+    assert stats["today"]["timezone"] == "UTC"
+    assert stats["today"]["generationLimit"] == 100
+
+
+def test_a_date_range_in_the_limits_time_zone(seeded: config.Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = reset_settings(monkeypatch, LIMITS_TIMEZONE="Europe/Paris")
+    with session_scope(settings) as session:
+        stats = compute_stats(
+            session=session, settings=settings, date_from=dt.date(2026, 11, 21), date_to=dt.date(2026, 11, 23)
+        )
+    # 23:30 UTC on Nov 22 is Nov 23 in Paris.
+    assert stats["costByDate"] == [
+        {"date": "2026-11-21", "cost": 0.0},
+        {"date": "2026-11-22", "cost": pytest.approx(0.134)},
+        {"date": "2026-11-23", "cost": pytest.approx(0.3)},
+    ]
+    assert stats["totalJobs"] == 2
+    assert stats["completedJobs"] == 1
+    assert stats["range"] == {"from": "2026-11-21", "to": "2026-11-23", "timezone": "Europe/Paris"}
+    assert stats["today"]["timezone"] == "Europe/Paris"
+
+
+def test_an_empty_database_gives_zeros(settings: config.Settings) -> None:
+    with session_scope(settings) as session:
+        stats = compute_stats(session=session, settings=settings)
+        assert session.query(VideoJob).count() == 0
+    assert stats["totalJobs"] == 0 and stats["totalCost"] == 0
+    assert stats["costByDate"] == [] and stats["costPerDeliveredVideo"] is None
+    assert stats["costByService"] == {"nanoBanana": 0.0, "pikaLabs": 0.0}
