@@ -184,6 +184,29 @@ class LedgerEntry(Base):
         return f"LedgerEntry(service={self.service!r}, amount={self.amount}, job={self.job_id!r})"
 
 
+class LedgerHour(Base):
+    """The ledger summed per UTC hour and kind of call, written in the same transaction as
+    each ledger row, so statistics over a year read thousands of rows instead of millions.
+
+    Derived data: ``db.stats.rebuild_hourly_rollup`` recomputes it from the ledger.
+    """
+
+    __tablename__ = "cost_ledger_hourly"
+
+    hour: Mapped[Timestamp] = mapped_column(primary_key=True)
+    service: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # "" for calls without a resolution: key columns cannot be NULL.
+    resolution: Mapped[str] = mapped_column(String(32), primary_key=True)
+    succeeded: Mapped[bool] = mapped_column(primary_key=True)
+    amount: Mapped[Money] = mapped_column(default=Decimal(0))
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"LedgerHour(hour={self.hour}, model={self.model!r}, amount={self.amount})"
+
+
 class UsageDay(Base):
     """Per-day counters the limit check locks, so parallel submissions cannot overshoot."""
 
@@ -241,6 +264,7 @@ __all__ = [
     "Base",
     "JobEvent",
     "LedgerEntry",
+    "LedgerHour",
     "PendingDeletion",
     "Product",
     "UsageDay",

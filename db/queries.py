@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.base import Base, utcnow
-from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
+from db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from errors import ConfigError, ProductNotFound
 
@@ -134,9 +134,15 @@ def record_usage(
     attempt: int = 1,
     succeeded: bool = True,
     note: str | None = None,
+    at: dt.datetime | None = None,
 ) -> LedgerEntry:
-    """Add one ledger row and re-derive the job's totals from the ledger."""
+    """Add one ledger row (and its hourly rollup) and re-derive the job's totals from the ledger.
+
+    ``at`` is when the call was made (now unless given: imports and tests back-date rows).
+    """
+    at = at or utcnow()
     entry = LedgerEntry(
+        created_at=at,
         job_id=job_id,
         service=usage.service,
         provider=usage.provider,
@@ -155,9 +161,33 @@ def record_usage(
     )
     session.add(entry)
     session.flush()
+    _add_to_hourly_rollup(session=session, entry=entry)
     if job_id is not None:
         refresh_job_costs(session=session, job_id=job_id)
     return entry
+
+
+def _add_to_hourly_rollup(*, session: Session, entry: LedgerEntry) -> None:
+    values = {
+        "hour": entry.created_at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0),
+        "service": entry.service,
+        "provider": entry.provider,
+        "model": entry.model,
+        "resolution": entry.resolution or "",
+        "succeeded": entry.succeeded,
+        "amount": entry.amount,
+        "calls": 1,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(LedgerHour).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["hour", "service", "provider", "model", "resolution", "succeeded"],
+        set_={
+            "amount": LedgerHour.amount + stmt.excluded.amount,
+            "calls": LedgerHour.calls + stmt.excluded.calls,
+        },
+    )
+    session.execute(stmt)
 
 
 def refresh_job_costs(*, session: Session, job_id: str) -> None:

@@ -14,18 +14,19 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, cast, func, select
+from sqlalchemy import Date, Integer, cast, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import Settings
 from db import limits
-from db.models import LedgerEntry, VideoJob
+from db.models import LedgerEntry, LedgerHour, VideoJob
 from domain import JobStatus
 
 _LEDGER_COLUMNS = ["bucket", "service", "provider", "model", "resolution", "succeeded", "cost", "calls"]
 # SQLite cannot convert time zones, so it groups by quarter hour (every real UTC offset is a
 # multiple of 15 minutes) and pandas assigns the buckets to local days.
 _QUARTER_HOUR = 900
+_HOUR = 3600
 
 
 def _range(
@@ -45,40 +46,95 @@ def _in_range(column: Any, start: dt.datetime | None, end: dt.datetime | None) -
     return conditions
 
 
+def _whole_hour_days(settings: Settings, first: dt.date, last: dt.date) -> bool:
+    """True when every local midnight from ``first`` to ``last`` is on a UTC hour, so
+    hourly buckets fall entirely inside one local day (all but a few zones, like India's)."""
+    zone = limits.limits_zone(settings)
+    day = first
+    while day <= last + dt.timedelta(days=1):
+        offset = dt.datetime.combine(day, dt.time(), tzinfo=zone).utcoffset() or dt.timedelta()
+        if offset.total_seconds() % _HOUR:
+            return False
+        day += dt.timedelta(days=1)
+    return True
+
+
+def _rollup_is_exact(
+    session: Session, settings: Settings, start: dt.datetime | None, end: dt.datetime | None
+) -> bool:
+    if start is None or end is None:
+        first, last = session.execute(select(func.min(LedgerHour.hour), func.max(LedgerHour.hour))).one()
+        if first is None:
+            return True
+        start, end = start or first, end or last
+    zone = limits.limits_zone(settings)
+    return _whole_hour_days(settings, start.astimezone(zone).date(), end.astimezone(zone).date())
+
+
 def ledger_frame(
     *, session: Session, settings: Settings, start: dt.datetime | None, end: dt.datetime | None
 ) -> pd.DataFrame:
-    """Spend and call counts per local day, service, provider, model, resolution, outcome."""
+    """Spend and call counts per local day, service, provider, model, resolution, outcome.
+
+    Read from the hourly rollup (thousands of rows for a year) when hours fall wholly in
+    local days, else from the ledger itself (time zones with half-hour offsets).
+    """
     postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        bucket = cast(func.timezone(settings.limits_timezone, LedgerEntry.created_at), Date)
+    source: type[LedgerHour] | type[LedgerEntry]
+    if _rollup_is_exact(session, settings, start, end):
+        source, at, width = LedgerHour, LedgerHour.hour, _HOUR
+        amount, calls = func.sum(LedgerHour.amount), func.sum(LedgerHour.calls)
     else:
-        epoch = cast(func.strftime("%s", LedgerEntry.created_at), Integer)
-        bucket = (epoch / _QUARTER_HOUR) * _QUARTER_HOUR
+        source, at, width = LedgerEntry, LedgerEntry.created_at, _QUARTER_HOUR
+        amount, calls = func.sum(LedgerEntry.amount), func.count()
+    if postgres:
+        bucket = cast(func.timezone(settings.limits_timezone, at), Date)
+    else:
+        bucket = (cast(func.strftime("%s", at), Integer) / width) * width
     keys = [
         bucket.label("bucket"),
-        LedgerEntry.service,
-        LedgerEntry.provider,
-        LedgerEntry.model,
-        LedgerEntry.resolution,
-        LedgerEntry.succeeded,
+        source.service,
+        source.provider,
+        source.model,
+        source.resolution,
+        source.succeeded,
     ]
-    stmt = (
-        select(*keys, func.sum(LedgerEntry.amount), func.count())
-        .where(*_in_range(LedgerEntry.created_at, start, end))
-        .group_by(*keys)
-    )
+    stmt = select(*keys, amount, calls).where(*_in_range(at, start, end)).group_by(*keys)
     frame = pd.DataFrame(session.execute(stmt).all(), columns=_LEDGER_COLUMNS)
     frame["cost"] = pd.to_numeric(frame["cost"], errors="coerce").fillna(0.0).astype(float)
     frame["calls"] = frame["calls"].astype(int)
     frame["succeeded"] = frame["succeeded"].astype(bool)
-    frame["resolution"] = frame["resolution"].fillna("-")
+    frame["resolution"] = frame["resolution"].fillna("").replace("", "-")
     if postgres:
         frame["day"] = pd.to_datetime(frame["bucket"]).dt.date
     else:
         utc = pd.to_datetime(frame["bucket"].astype("int64"), unit="s", utc=True)
         frame["day"] = utc.dt.tz_convert(settings.limits_timezone).dt.date
     return frame.drop(columns="bucket")
+
+
+def rebuild_hourly_rollup(*, session: Session) -> int:
+    """Recompute the hourly rollup from the ledger (after a bulk import); returns its rows."""
+    session.execute(delete(LedgerHour))
+    if session.get_bind().dialect.name == "postgresql":
+        hour = func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", LedgerEntry.created_at)))
+    else:
+        hour = func.strftime("%Y-%m-%d %H:00:00.000000", LedgerEntry.created_at)
+    keys = [
+        hour,
+        LedgerEntry.service,
+        LedgerEntry.provider,
+        LedgerEntry.model,
+        func.coalesce(LedgerEntry.resolution, ""),
+        LedgerEntry.succeeded,
+    ]
+    session.execute(
+        insert(LedgerHour).from_select(
+            ["hour", "service", "provider", "model", "resolution", "succeeded", "amount", "calls"],
+            select(*keys, func.sum(LedgerEntry.amount), func.count()).group_by(*keys),
+        )
+    )
+    return session.scalar(select(func.count()).select_from(LedgerHour)) or 0
 
 
 def job_frame(

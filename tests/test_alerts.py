@@ -31,12 +31,10 @@ def httpserver_listen_address() -> tuple[str, int]:
 def _spend(settings: config.Settings, amount: str, *, at: dt.datetime | None = None) -> None:
     usage = Usage("pika", "fal", "animate", "fal-ai/pika/v2.2/pikaframes", Decimal(5), "second", resolution="720p")
     with session_scope(settings) as session:
-        entry = queries.record_usage(
+        queries.record_usage(
             session=session, job_id=None, usage=usage, unit_price=Decimal("0.04"),
-            amount=Decimal(amount), price_date=dt.date(2026, 3, 1),
+            amount=Decimal(amount), price_date=dt.date(2026, 3, 1), at=at,
         )
-        if at is not None:
-            entry.created_at = at
 
 
 def _alerts(settings: config.Settings) -> list[Alert]:

@@ -29,11 +29,10 @@ def _job(session, product_id: str, status: JobStatus, created: dt.datetime) -> s
 def _row(session, job_id: str | None, service: str, amount: str, at: dt.datetime, *, ok: bool = True,  # type: ignore[no-untyped-def]
          model: str = "m", resolution: str | None = None) -> None:
     usage = Usage(service, "fal" if service == "pika" else "gemini", "op", model, Decimal(1), "unit", resolution=resolution)
-    entry = queries.record_usage(
+    queries.record_usage(
         session=session, job_id=job_id, usage=usage, unit_price=Decimal(amount),
-        amount=Decimal(amount), price_date=dt.date(2026, 3, 1), succeeded=ok,
+        amount=Decimal(amount), price_date=dt.date(2026, 3, 1), succeeded=ok, at=at,
     )
-    entry.created_at = at
 
 
 @pytest.fixture
@@ -110,3 +109,36 @@ def test_an_empty_database_gives_zeros(settings: config.Settings) -> None:
     assert stats["totalJobs"] == 0 and stats["totalCost"] == 0
     assert stats["costByDate"] == [] and stats["costPerDeliveredVideo"] is None
     assert stats["costByService"] == {"nanoBanana": 0.0, "pikaLabs": 0.0}
+
+
+def test_the_hourly_rollup_agrees_with_the_ledger(seeded: config.Settings) -> None:
+    from sqlalchemy import func, select
+
+    from db.models import LedgerEntry, LedgerHour
+    from db.stats import rebuild_hourly_rollup
+
+    with session_scope(seeded) as session:
+        before = compute_stats(session=session, settings=seeded)
+        kept = session.execute(select(func.sum(LedgerHour.amount), func.sum(LedgerHour.calls))).one()
+        truth = session.execute(select(func.sum(LedgerEntry.amount), func.count(LedgerEntry.id))).one()
+        assert kept == truth
+        assert rebuild_hourly_rollup(session=session) == 5  # 6 calls, two in one hour and kind
+    with session_scope(seeded) as session:
+        after = compute_stats(session=session, settings=seeded)
+    assert after == before
+
+
+def test_a_half_hour_time_zone_is_read_exactly_from_the_ledger(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = reset_settings(monkeypatch, LIMITS_TIMEZONE="Asia/Kolkata")
+    with session_scope(settings) as session:
+        # 18:45 UTC is 00:15 the next day in India (UTC+05:30); its UTC hour starts on the day before.
+        _row(session, None, "pika", "0.2", dt.datetime(2026, 11, 22, 18, 45, tzinfo=UTC))
+        _row(session, None, "pika", "0.1", dt.datetime(2026, 11, 22, 18, 15, tzinfo=UTC))
+    with session_scope(settings) as session:
+        stats = compute_stats(session=session, settings=settings)
+    assert stats["costByDate"] == [
+        {"date": "2026-11-22", "cost": pytest.approx(0.1)},
+        {"date": "2026-11-23", "cost": pytest.approx(0.2)},
+    ]

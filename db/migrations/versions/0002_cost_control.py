@@ -39,7 +39,36 @@ def upgrade() -> None:
         )
 
 
+    op.create_table(
+        "cost_ledger_hourly",
+        sa.Column("hour", db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("service", sa.String(length=32), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("resolution", sa.String(length=32), nullable=False),
+        sa.Column("succeeded", sa.Boolean(), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=6), nullable=False),
+        sa.Column("calls", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "hour", "service", "provider", "model", "resolution", "succeeded",
+            name=op.f("pk_cost_ledger_hourly"),
+        ),
+    )
+    # Databases that already have ledger rows get their rollup now.
+    if op.get_bind().dialect.name == "postgresql":
+        hour = "date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    else:
+        hour = "strftime('%Y-%m-%d %H:00:00.000000', created_at)"
+    op.execute(
+        "INSERT INTO cost_ledger_hourly "
+        "(hour, service, provider, model, resolution, succeeded, amount, calls) "
+        f"SELECT {hour}, service, provider, model, coalesce(resolution, ''), succeeded, "
+        "sum(amount), count(*) FROM cost_ledger GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("cost_ledger_hourly")
     with op.batch_alter_table("cost_ledger", schema=None) as batch_op:
         batch_op.drop_index("ix_cost_ledger_stats")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
