@@ -27,10 +27,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import Settings  # noqa: E402
-from db import session_scope  # noqa: E402
-from db.session import dispose_engines, get_engine  # noqa: E402
-from db.stats import compute_stats, rebuild_hourly_rollup  # noqa: E402
+from config import Settings
+from db import session_scope
+from db.session import dispose_engines, get_engine
+from db.stats import compute_stats, rebuild_hourly_rollup
 
 CALLS_PER_JOB = 3  # two keyframes and one video
 PRODUCTS = 2000
@@ -169,9 +169,9 @@ def main() -> None:
         dispose_engines()
         if args.keep:
             print(f"kept database {name}", file=sys.stderr)
-            return
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

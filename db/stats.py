@@ -80,7 +80,7 @@ def ledger_frame(
     local days, else from the ledger itself (time zones with half-hour offsets).
     """
     postgres = session.get_bind().dialect.name == "postgresql"
-    source: type[LedgerHour] | type[LedgerEntry]
+    source: type[LedgerHour | LedgerEntry]
     if _rollup_is_exact(session, settings, start, end):
         source, at, width = LedgerHour, LedgerHour.hour, _HOUR
         amount, calls = func.sum(LedgerHour.amount), func.sum(LedgerHour.calls)
