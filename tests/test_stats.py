@@ -142,3 +142,32 @@ def test_a_half_hour_time_zone_is_read_exactly_from_the_ledger(
         {"date": "2026-11-22", "cost": pytest.approx(0.1)},
         {"date": "2026-11-23", "cost": pytest.approx(0.2)},
     ]
+
+
+def test_catwalk_stats_prints_the_contract_as_json(seeded: config.Settings) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    result = CliRunner().invoke(app, ["stats", "--from", "2026-11-20", "--to", "2026-11-22", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["totalJobs"] == 3 and payload["totalCost"] == pytest.approx(0.762)
+    assert [d["date"] for d in payload["costByDate"]] == ["2026-11-20", "2026-11-21", "2026-11-22"]
+
+    table = CliRunner().invoke(app, ["stats"])
+    assert table.exit_code == 0
+    assert "per delivered video" in table.output and "of 100 videos" in table.output
+
+
+def test_catwalk_stats_refuses_a_bad_date_in_one_line(seeded: config.Settings) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "stats", "--from", "2026-02-30"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: --from must be a date like 2026-11-26, not '2026-02-30'"
