@@ -131,12 +131,15 @@ def test_transient_retries_keep_ledger_and_totals_in_agreement(
 
 
 def test_a_billed_failed_attempt_is_in_the_ledger_and_the_totals(
-    priced: config.Settings, prefect_server: None
+    priced: config.Settings, monkeypatch: pytest.MonkeyPatch, prefect_server: None
 ) -> None:
+    priced = reset_settings(monkeypatch, COST_ALERT_THRESHOLD="0.3")
     flaky = BilledFailureThenOffline(factory.video_generator(priced))  # type: ignore[arg-type]
     with factory.override(video=flaky):
         job_id = _run(priced)
     with session_scope(priced) as session:
+        # Spend passed $0.30 during the job (0.0774 + 0.2 + 0.2): one daily alert, not one per call.
+        assert [a.kind for a in session.scalars(select(Alert))] == ["daily_cost"]
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
         pika_rows = [e for e in queries.ledger_for_job(session=session, job_id=job_id) if e.service == "pika"]
@@ -181,3 +184,23 @@ def test_a_job_that_never_reached_a_provider_costs_nothing_and_frees_its_generat
     usage = _usage_day(settings)
     assert usage.generations == 0
     assert usage.reserved_cost == 0
+
+
+def test_a_deployment_run_that_records_its_own_job_is_held_to_the_limit(
+    priced: config.Settings, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> None:
+    from flows.generate_product_video import generate_product_video
+
+    settings = reset_settings(monkeypatch, DAILY_GENERATION_LIMIT="1")
+    pid = _product(settings)
+    first = generate_product_video(pid, None, None, return_state=True)
+    assert first.is_completed()
+    refused = generate_product_video(pid, None, None, return_state=True)
+    assert refused.is_failed()
+    assert "daily limit of 1 video reached; resets at 00:00 UTC" in str(refused.message) + repr(
+        refused.result(raise_on_failure=False)
+    )
+    with session_scope(settings) as session:
+        jobs = queries.list_jobs(session=session)
+    assert len(jobs) == 1 and jobs[0].status is JobStatus.COMPLETED
+    assert _usage_day(settings).generations == 1
