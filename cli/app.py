@@ -261,6 +261,8 @@ def where() -> None:
     console.print(f"media:    {settings.media_dir}")
 
 
+from cli.alerts_cmd import alerts_app as _alerts_app
 from cli.stats_cmd import stats as _stats
 
 app.command("stats")(_stats)
+app.add_typer(_alerts_app, name="alerts")

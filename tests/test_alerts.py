@@ -170,3 +170,29 @@ def test_unacknowledged_alerts_are_listed_until_acknowledged(settings: config.Se
         assert not alerts.acknowledge_alert(session=session, alert_id=first)
     with session_scope(settings) as session:
         assert [a.job_id for a in alerts.unacknowledged_alerts(session=session)] == ["b"]
+
+
+def test_catwalk_alerts_lists_acknowledges_and_delivers(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    alert_job_failed(job_id="j9", product_id="tee", message="video: refused", settings=settings)
+    listed = CliRunner().invoke(app, ["alerts", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert row["kind"] == "job_failed" and row["delivered"] is False
+
+    httpserver.expect_request(HOOK, method="POST").respond_with_data("ok")
+    reset_settings(monkeypatch, ALERT_WEBHOOK_URL=httpserver.url_for(HOOK))
+    sent = CliRunner().invoke(app, ["alerts", "deliver"])
+    assert sent.exit_code == 0 and "1 alert(s) delivered" in sent.output
+    assert len(httpserver.log) == 1
+
+    acked = CliRunner().invoke(app, ["alerts", "ack", row["id"][:8]])
+    assert acked.exit_code == 0, acked.output
+    assert json.loads(CliRunner().invoke(app, ["alerts", "--json"]).output) == []
