@@ -14,11 +14,12 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, cast, delete, func, insert, select
+from sqlalchemy import Date, Integer, and_, cast, column, delete, func, insert, select, values
 from sqlalchemy.orm import Session
 
 from config import Settings
 from db import limits
+from db.base import UTCDateTime
 from db.models import LedgerEntry, LedgerHour, VideoJob
 from domain import JobStatus
 
@@ -46,46 +47,42 @@ def _in_range(column: Any, start: dt.datetime | None, end: dt.datetime | None) -
     return conditions
 
 
-def _whole_hour_days(settings: Settings, first: dt.date, last: dt.date) -> bool:
-    """True when every local midnight from ``first`` to ``last`` is on a UTC hour, so
-    hourly buckets fall entirely inside one local day (all but a few zones, like India's)."""
-    zone = limits.limits_zone(settings)
-    day = first
-    while day <= last + dt.timedelta(days=1):
-        offset = dt.datetime.combine(day, dt.time(), tzinfo=zone).utcoffset() or dt.timedelta()
-        if offset.total_seconds() % _HOUR:
-            return False
-        day += dt.timedelta(days=1)
-    return True
-
-
-def _rollup_is_exact(
+def _straddled_hours(
     session: Session, settings: Settings, start: dt.datetime | None, end: dt.datetime | None
-) -> bool:
+) -> list[dt.datetime]:
+    """UTC hours that contain a local midnight (none unless the zone's offset is not whole
+    hours, like India's): rollup rows for those hours belong to two local days."""
     if start is None or end is None:
         first, last = session.execute(select(func.min(LedgerHour.hour), func.max(LedgerHour.hour))).one()
         if first is None:
-            return True
+            return []
         start, end = start or first, end or last
     zone = limits.limits_zone(settings)
-    return _whole_hour_days(settings, start.astimezone(zone).date(), end.astimezone(zone).date())
+    day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date() + dt.timedelta(days=1)
+    hours = []
+    while day <= last_day:
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        if midnight.minute or midnight.second:
+            hours.append(midnight.replace(minute=0, second=0, microsecond=0))
+        day += dt.timedelta(days=1)
+    return hours
 
 
-def ledger_frame(
-    *, session: Session, settings: Settings, start: dt.datetime | None, end: dt.datetime | None
+def _grouped_spend(
+    session: Session,
+    settings: Settings,
+    source: type[LedgerHour | LedgerEntry],
+    conditions: list[Any],
+    *,
+    join: Any = None,
 ) -> pd.DataFrame:
-    """Spend and call counts per local day, service, provider, model, resolution, outcome.
-
-    Read from the hourly rollup (thousands of rows for a year) when hours fall wholly in
-    local days, else from the ledger itself (time zones with half-hour offsets).
-    """
+    """One GROUP BY over the rollup or the ledger: spend and calls per bucket and kind."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    source: type[LedgerHour | LedgerEntry]
-    if _rollup_is_exact(session, settings, start, end):
-        source, at, width = LedgerHour, LedgerHour.hour, _HOUR
+    if source is LedgerHour:
+        at, width = LedgerHour.hour, _HOUR
         amount, calls = func.sum(LedgerHour.amount), func.sum(LedgerHour.calls)
     else:
-        source, at, width = LedgerEntry, LedgerEntry.created_at, _QUARTER_HOUR
+        at, width = LedgerEntry.created_at, _QUARTER_HOUR
         amount, calls = func.sum(LedgerEntry.amount), func.count()
     if postgres:
         bucket = cast(func.timezone(settings.limits_timezone, at), Date)
@@ -99,18 +96,57 @@ def ledger_frame(
         source.resolution,
         source.succeeded,
     ]
-    stmt = select(*keys, amount, calls).where(*_in_range(at, start, end)).group_by(*keys)
+    stmt = select(*keys, amount, calls).select_from(source)
+    if join is not None:
+        stmt = stmt.join(*join)
+    stmt = stmt.where(*conditions).group_by(*keys)
     frame = pd.DataFrame(session.execute(stmt).all(), columns=_LEDGER_COLUMNS)
-    frame["cost"] = pd.to_numeric(frame["cost"], errors="coerce").fillna(0.0).astype(float)
-    frame["calls"] = frame["calls"].astype(int)
-    frame["succeeded"] = frame["succeeded"].astype(bool)
-    frame["resolution"] = frame["resolution"].fillna("").replace("", "-")
     if postgres:
         frame["day"] = pd.to_datetime(frame["bucket"]).dt.date
     else:
         utc = pd.to_datetime(frame["bucket"].astype("int64"), unit="s", utc=True)
         frame["day"] = utc.dt.tz_convert(settings.limits_timezone).dt.date
     return frame.drop(columns="bucket")
+
+
+def ledger_frame(
+    *, session: Session, settings: Settings, start: dt.datetime | None, end: dt.datetime | None
+) -> pd.DataFrame:
+    """Spend and call counts per local day, service, provider, model, resolution, outcome.
+
+    Reads the hourly rollup (tens of thousands of rows for a busy year, not millions). In a
+    zone whose midnight is not on a UTC hour, the hours holding a midnight are read from
+    the ledger rows themselves (PostgreSQL: an index range scan per such hour; SQLite, for
+    small embedded data: the ledger throughout), so every day is exact.
+    """
+    straddled = _straddled_hours(session, settings, start, end)
+    if not straddled:
+        frame = _grouped_spend(session, settings, LedgerHour, _in_range(LedgerHour.hour, start, end))
+    elif session.get_bind().dialect.name != "postgresql":
+        frame = _grouped_spend(session, settings, LedgerEntry, _in_range(LedgerEntry.created_at, start, end))
+    else:
+        rollup = _grouped_spend(
+            session,
+            settings,
+            LedgerHour,
+            [*_in_range(LedgerHour.hour, start, end), LedgerHour.hour.not_in(straddled)],
+        )
+        hours = values(
+            column("h_start", UTCDateTime()), column("h_end", UTCDateTime()), name="straddled"
+        ).data([(h, h + dt.timedelta(hours=1)) for h in straddled])
+        edges = _grouped_spend(
+            session,
+            settings,
+            LedgerEntry,
+            _in_range(LedgerEntry.created_at, start, end),
+            join=(hours, and_(LedgerEntry.created_at >= hours.c.h_start, LedgerEntry.created_at < hours.c.h_end)),
+        )
+        frame = pd.concat([rollup, edges], ignore_index=True) if len(edges) else rollup
+    frame["cost"] = pd.to_numeric(frame["cost"], errors="coerce").fillna(0.0).astype(float)
+    frame["calls"] = frame["calls"].astype(int)
+    frame["succeeded"] = frame["succeeded"].astype(bool)
+    frame["resolution"] = frame["resolution"].fillna("").replace("", "-")
+    return frame
 
 
 def rebuild_hourly_rollup(*, session: Session) -> int:

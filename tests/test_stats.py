@@ -128,20 +128,33 @@ def test_the_hourly_rollup_agrees_with_the_ledger(seeded: config.Settings) -> No
     assert after == before
 
 
-def test_a_half_hour_time_zone_is_read_exactly_from_the_ledger(
+def test_a_half_hour_time_zone_is_exact_at_every_midnight(
     settings: config.Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = reset_settings(monkeypatch, LIMITS_TIMEZONE="Asia/Kolkata")
-    with session_scope(settings) as session:
-        # 18:45 UTC is 00:15 the next day in India (UTC+05:30); its UTC hour starts on the day before.
-        _row(session, None, "pika", "0.2", dt.datetime(2026, 11, 22, 18, 45, tzinfo=UTC))
-        _row(session, None, "pika", "0.1", dt.datetime(2026, 11, 22, 18, 15, tzinfo=UTC))
-    with session_scope(settings) as session:
-        stats = compute_stats(session=session, settings=settings)
-    assert stats["costByDate"] == [
-        {"date": "2026-11-22", "cost": pytest.approx(0.1)},
-        {"date": "2026-11-23", "cost": pytest.approx(0.2)},
+    settings = reset_settings(monkeypatch, LIMITS_TIMEZONE="Asia/Kolkata")  # UTC+05:30
+    calls = [
+        ("0.1", dt.datetime(2026, 11, 22, 18, 15, tzinfo=UTC)),  # 23:45 Nov 22 local
+        ("0.2", dt.datetime(2026, 11, 22, 18, 45, tzinfo=UTC)),  # 00:15 Nov 23: same UTC hour
+        ("0.4", dt.datetime(2026, 11, 23, 10, 0, tzinfo=UTC)),  # 15:30 Nov 23: an ordinary hour
+        ("0.8", dt.datetime(2026, 11, 23, 18, 20, tzinfo=UTC)),  # 23:50 Nov 23
+        ("1.6", dt.datetime(2026, 11, 23, 18, 40, tzinfo=UTC)),  # 00:10 Nov 24
     ]
+    with session_scope(settings) as session:
+        for amount, at in calls:
+            _row(session, None, "pika", amount, at)
+    with session_scope(settings) as session:
+        everything = compute_stats(session=session, settings=settings)
+        one_day = compute_stats(
+            session=session, settings=settings, date_from=dt.date(2026, 11, 23), date_to=dt.date(2026, 11, 23)
+        )
+    assert everything["costByDate"] == [
+        {"date": "2026-11-22", "cost": pytest.approx(0.1)},
+        {"date": "2026-11-23", "cost": pytest.approx(1.4)},
+        {"date": "2026-11-24", "cost": pytest.approx(1.6)},
+    ]
+    assert everything["calls"] == 5
+    assert one_day["costByDate"] == [{"date": "2026-11-23", "cost": pytest.approx(1.4)}]
+    assert one_day["totalCost"] == pytest.approx(1.4) and one_day["calls"] == 3
 
 
 def test_catwalk_stats_prints_the_contract_as_json(seeded: config.Settings) -> None:
