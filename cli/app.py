@@ -263,3 +263,8 @@ def where() -> None:
 
 
 app.command()(api)
+from cli.alerts_cmd import alerts_app as _alerts_app
+from cli.stats_cmd import stats as _stats
+
+app.command("stats")(_stats)
+app.add_typer(_alerts_app, name="alerts")

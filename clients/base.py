@@ -74,3 +74,12 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def url(self, key: str) -> str: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers an alert's text to admins (a Slack-compatible webhook)."""
+
+    name: str
+
+    def send(self, text: str) -> None: ...
