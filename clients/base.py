@@ -80,3 +80,12 @@ class BlobStore(Protocol):
     def public_url(self, key: str) -> str:
         """The object's lasting address: never expires, safe to write to the database."""
         ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers an alert's text to admins (a Slack-compatible webhook)."""
+
+    name: str
+
+    def send(self, text: str) -> None: ...

@@ -33,7 +33,7 @@ from domain import (
     Usage,
     VideoRequest,
 )
-from errors import PermanentProviderError, ProviderError, TransientProviderError
+from errors import JobTimedOut, PermanentProviderError, ProviderError, TransientProviderError
 
 IMAGE_OUTPUT_TOKENS = 1290  # what Gemini bills for one output image up to 1024 px
 _SKIN = [(241, 204, 178), (224, 172, 138), (198, 134, 94), (141, 85, 54), (92, 56, 38)]
@@ -243,11 +243,17 @@ class OfflineVideoGenerator:
         if resume is None and on_submitted is not None:
             on_submitted(submitted)
         if self._latency:
-            steps = 10
-            for i in range(steps):
-                time.sleep(self._latency / steps)
-                if on_progress is not None:
-                    on_progress(ProviderProgress(request_id=submitted.request_id, status="IN_PROGRESS", fraction=(i + 1) / steps))
+            # Wait like a provider queue: report progress, give up at the job's deadline.
+            began = reported = time.monotonic()
+            while (elapsed := time.monotonic() - began) < self._latency:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimedOut("the video was not ready within the job's time limit")
+                time.sleep(min(0.25, self._latency - elapsed))
+                # Once a second is plenty for a progress bar, and spares the database.
+                if on_progress is not None and time.monotonic() - reported >= 1.0:
+                    reported = time.monotonic()
+                    fraction = min(1.0, (time.monotonic() - began) / self._latency)
+                    on_progress(ProviderProgress(request_id=submitted.request_id, status="IN_PROGRESS", fraction=fraction))
         self._faults.check("video", self.name)
         work_dir.mkdir(parents=True, exist_ok=True)
         start, end = work_dir / "start.png", work_dir / "end.png"

@@ -10,13 +10,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import new_id, utcnow
-from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
+from db.base import Base, new_id, utcnow
+from db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from errors import ProductNotFound
+from errors import ConfigError, ProductNotFound
 
 
 def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
@@ -133,9 +135,15 @@ def record_usage(
     attempt: int = 1,
     succeeded: bool = True,
     note: str | None = None,
+    at: dt.datetime | None = None,
 ) -> LedgerEntry:
-    """Add one ledger row and re-derive the job's totals from the ledger."""
+    """Add one ledger row (and its hourly rollup) and re-derive the job's totals from the ledger.
+
+    ``at`` is when the call was made (now unless given: imports and tests back-date rows).
+    """
+    at = at or utcnow()
     entry = LedgerEntry(
+        created_at=at,
         job_id=job_id,
         service=usage.service,
         provider=usage.provider,
@@ -154,9 +162,33 @@ def record_usage(
     )
     session.add(entry)
     session.flush()
+    _add_to_hourly_rollup(session=session, entry=entry)
     if job_id is not None:
         refresh_job_costs(session=session, job_id=job_id)
     return entry
+
+
+def _add_to_hourly_rollup(*, session: Session, entry: LedgerEntry) -> None:
+    values = {
+        "hour": entry.created_at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0),
+        "service": entry.service,
+        "provider": entry.provider,
+        "model": entry.model,
+        "resolution": entry.resolution or "",
+        "succeeded": entry.succeeded,
+        "amount": entry.amount,
+        "calls": 1,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(LedgerHour).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["hour", "service", "provider", "model", "resolution", "succeeded"],
+        set_={
+            "amount": LedgerHour.amount + stmt.excluded.amount,
+            "calls": LedgerHour.calls + stmt.excluded.calls,
+        },
+    )
+    session.execute(stmt)
 
 
 def refresh_job_costs(*, session: Session, job_id: str) -> None:
@@ -300,3 +332,20 @@ def job_to_contract(
     if job.error_message:
         payload["error"] = job.error_message
     return payload
+
+
+def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, Any], key: str) -> bool:
+    """Insert one row unless one with the same ``key`` exists; True when this call inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both backends, so many writers racing on the
+    same key (workers, retries, replicas) leave exactly one row and never an error.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    else:
+        raise ConfigError(f"database {dialect!r} is not supported")
+    result = session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect.runtime import task_run
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import pricing
@@ -12,6 +14,8 @@ from config import get_settings
 from db import queries
 from domain import Usage
 from errors import is_transient
+
+logger = logging.getLogger(__name__)
 
 
 def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
@@ -57,3 +61,17 @@ def charge(
         succeeded=succeeded,
         note=note,
     )
+    # Spend alerts look at committed spend, so they run once this transaction commits.
+    if not session.info.get("spend_check_pending"):
+        session.info["spend_check_pending"] = True
+        event.listen(session, "after_commit", _check_spend_after_commit, once=True)
+
+
+def _check_spend_after_commit(session: Session) -> None:
+    session.info.pop("spend_check_pending", None)
+    from tasks.alerts import check_spend_alerts
+
+    try:
+        check_spend_alerts()
+    except Exception:  # the call is paid and recorded: an alert problem must not fail it
+        logger.exception("spend alert check failed; housekeeping will deliver pending alerts")

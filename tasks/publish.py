@@ -16,7 +16,7 @@ from prefect import get_run_logger, task
 from clients import factory
 from clients.media import check_video
 from config import get_settings
-from db import queries, session_scope
+from db import limits, queries, session_scope
 from db.base import utcnow
 from domain import JobStatus
 from errors import CatwalkError, StorageError, describe
@@ -89,6 +89,7 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         queries.set_job_step(session=session, job=job, status=JobStatus.COMPLETED, current_step="completed", progress=100)
         job.completed_at = utcnow()
         job.error_message = None
+        limits.reconcile_job(session=session, job_id=job_id)
         queries.record_event(
             session=session,
             job_id=job_id,

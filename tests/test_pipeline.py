@@ -174,3 +174,15 @@ def test_a_broken_image_url_fails_the_job_after_submission(settings, tmp_path) -
     assert job.status is JobStatus.FAILED
     assert job.error_message.startswith("generating keyframes: cannot fetch image http://127.0.0.1:9")
     assert load_job(job.id).total_cost == Decimal(0)
+
+
+def test_a_job_past_its_time_limit_fails_with_a_clear_reason(settings, monkeypatch) -> None:
+    seed_demo_catalog()
+    reset_settings(monkeypatch, JOB_TIMEOUT_SECONDS="10", OFFLINE_VIDEO_LATENCY_SECONDS="60")
+    job = run_job_inline("demo-tee")
+
+    assert job.status is JobStatus.FAILED
+    assert job.error_message == "rendering video: the video was not ready within the job's time limit"
+    assert job.retry_count == 0, "a timed-out job is not retried past its limit"
+    assert job.completed_at is not None
+    assert (job.completed_at - job.started_at).total_seconds() < 20
