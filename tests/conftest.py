@@ -94,6 +94,11 @@ def settings(
     else:
         monkeypatch.delenv("DATABASE_URL", raising=False)
     config.get_settings.cache_clear()
+    # Injected-fault counters are per process and per spec: start each test with fresh ones,
+    # or a "fail twice" spec used by the SQLite run is spent before the PostgreSQL run.
+    from clients import factory
+
+    factory._fault_plan.cache_clear()
     current = config.get_settings()
     yield current
     config.get_settings.cache_clear()

@@ -209,8 +209,7 @@ def test_a_full_local_disk_fails_the_job_clearly_and_keeps_the_video(settings, t
 
 def test_a_retry_on_s3_reuses_the_stored_keyframes(s3_settings, monkeypatch) -> None:
     """The video step fails twice, then succeeds: the keyframes in the bucket are bought once."""
-    # A spec of its own (trailing comma): fault counters are shared per spec in a process.
-    reset_settings(monkeypatch, OFFLINE_FAIL_STEPS="video:transient:2,")
+    reset_settings(monkeypatch, OFFLINE_FAIL_STEPS="video:transient:2")
     store = _s3()
     seed_demo_catalog()
     job = run_job_inline("demo-tee")
