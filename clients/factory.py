@@ -12,7 +12,7 @@ from functools import lru_cache
 from clients.alerts import WebhookNotifier
 from clients.base import BlobStore, ImageGenerator, Notifier, VideoGenerator
 from clients.offline import FaultPlan, OfflineImageGenerator, OfflineVideoGenerator
-from clients.storage import LocalBlobStore
+from clients.storage import LocalBlobStore, S3BlobStore
 from config import Settings, get_settings
 from errors import ConfigError
 
@@ -57,6 +57,8 @@ def blob_store(settings: Settings | None = None) -> BlobStore:
     settings = settings or get_settings()
     if settings.storage_backend == "local":
         return LocalBlobStore(settings.media_dir)
+    if settings.storage_backend == "s3":
+        return S3BlobStore.from_settings(settings)
     raise ConfigError(f"storage backend {settings.storage_backend!r} is not available")
 
 

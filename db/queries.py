@@ -224,13 +224,16 @@ def switch_product_video(
 ) -> list[str]:
     """Point the product at the job's new files; return the keys it pointed at before.
 
-    Runs inside the caller's transaction: the product switches to the new video and the
-    old files are queued for deletion together, or not at all.
+    Runs inside the caller's transaction: the product switches to the new video, the job
+    that made the old one stops referring to it, and the old files are queued for deletion,
+    together or not at all. ``video_url`` must be a lasting URL (``BlobStore.public_url``),
+    never a presigned one. Calling it again for the same job changes nothing.
     """
     product = session.get(Product, job.product_id, with_for_update=True)
     if product is None:
         raise ProductNotFound(job.product_id)
     old_keys = [k for k in (product.video_key, product.poster_key) if k]
+    previous_job_id = product.video_job_id
     product.video_key = video_key
     product.poster_key = poster_key
     product.video_url = video_url
@@ -240,7 +243,35 @@ def switch_product_video(
     stale = [k for k in old_keys if k not in new_keys]
     for key in stale:
         session.add(PendingDeletion(key=key, reason=f"replaced by job {job.id}"))
+    previous = session.get(VideoJob, previous_job_id) if previous_job_id else None
+    if previous is not None and previous.id != job.id and stale:
+        # The old job's record must not point at files about to be deleted; its event
+        # keeps the history of what it published and what replaced it.
+        record_event(
+            session=session,
+            job_id=previous.id,
+            step="publish",
+            kind="info",
+            message=f"video {previous.video_key} replaced by job {job.id}",
+        )
+        if previous.video_key in stale:
+            previous.video_key = None
+        if previous.poster_key in stale:
+            previous.poster_key = None
     return stale
+
+
+def key_in_use(*, session: Session, key: str) -> bool:
+    """True when a product or a job still refers to ``key`` (such a file is never deleted)."""
+    product = session.scalars(
+        select(Product.id).where((Product.video_key == key) | (Product.poster_key == key)).limit(1)
+    ).first()
+    if product is not None:
+        return True
+    job = session.scalars(
+        select(VideoJob.id).where((VideoJob.video_key == key) | (VideoJob.poster_key == key)).limit(1)
+    ).first()
+    return job is not None
 
 
 def pending_deletions(*, session: Session, limit: int = 100) -> Sequence[PendingDeletion]:
@@ -252,12 +283,15 @@ def pending_deletions(*, session: Session, limit: int = 100) -> Sequence[Pending
     ).all()
 
 
-def record_deletion_attempt(*, session: Session, deletion_id: int, error: str | None) -> None:
+def record_deletion_attempt(
+    *, session: Session, deletion_id: int, error: str | None, note: str | None = None
+) -> None:
+    """Count one attempt; an attempt without error closes the row (``note`` says why)."""
     row = session.get(PendingDeletion, deletion_id)
     if row is None:
         return
     row.attempts += 1
-    row.last_error = error
+    row.last_error = error if error is not None else note
     if error is None:
         row.done_at = utcnow()
 

@@ -43,7 +43,9 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
         seed, name, images = job.identity_seed, product.name, list(product.images)
         product_id = product.id
 
-    todo = [pose for pose in POSES if pose not in keys]
+    # Reuse only what is really stored (a keyframe saved on the job but gone from storage,
+    # say after a bucket change, is made again rather than failing the video step).
+    todo = [pose for pose in POSES if pose not in keys or store.head(keys[pose]) is None]
     if not todo:
         logger.info("job %s reuses both stored keyframes", job_id)
         return keys
