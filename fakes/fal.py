@@ -179,7 +179,7 @@ class FakeFal:
         return Response('{"status": "IN_QU', media_type="application/json")  # malformed
 
     def _urls(self, request: Request, req: FakeRequest) -> dict[str, str]:
-        base = f"{str(request.base_url).rstrip('/')}/{req.owner_app}/requests/{req.request_id}"
+        base = f"{_base(request)}/{req.owner_app}/requests/{req.request_id}"
         return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
 
     def _lookup(self, request: Request) -> FakeRequest | None:
@@ -202,12 +202,16 @@ class FakeFal:
         return JSONResponse(self.state())
 
     def _reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    def reset(self) -> None:
+        """Forget faults, counts and requests."""
         self.faults.clear()
         with self._lock:
             self.requests.clear()
             for key in self.counts:
                 self.counts[key] = 0
-        return JSONResponse({"ok": True})
 
     def _not_found(self, request: Request) -> Response:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
@@ -376,7 +380,7 @@ class FakeFal:
             status, body, headers = req.error
             return JSONResponse(body, status_code=status, headers=headers)
         assert req.video is not None
-        base = str(request.base_url).rstrip("/")
+        base = _base(request)
         return JSONResponse({"video": {
             "url": f"{base}/_fake/files/{req.video.name}",
             "content_type": "video/mp4",
@@ -403,6 +407,11 @@ class _BadImage(Exception):
     def __init__(self, index: int, why: str) -> None:
         super().__init__(why)
         self.index = index
+
+
+def _base(request: Request) -> str:
+    """This app's own base URL, mount prefix included (``request.base_url`` drops it)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
 
 
 def _load_image(url: str) -> bytes:

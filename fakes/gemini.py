@@ -116,11 +116,15 @@ class FakeGemini:
         return JSONResponse(self.state())
 
     def _reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    def reset(self) -> None:
+        """Forget faults, counts and recorded requests."""
         self.faults.clear()
         with self._lock:
             self.calls = 0
             self.requests.clear()
-        return JSONResponse({"ok": True})
 
     # The API.
     async def _generate(self, request: Request) -> Response:

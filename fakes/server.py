@@ -60,3 +60,11 @@ class RunningServer:
 def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Start ``app`` on ``host:port`` (0: a free port) and return once it accepts requests."""
     return RunningServer(app, host=host, port=port).start()
+
+
+def combined_app(gemini: Any, fal: Any) -> Any:
+    """Both fakes behind one port: the Gemini API under ``/gemini``, the fal queue under ``/fal``."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    return Starlette(routes=[Mount("/gemini", app=gemini.app), Mount("/fal", app=fal.app)])
