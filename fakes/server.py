@@ -49,7 +49,7 @@ class RunningServer:
         self._server.run(sockets=[self._sock])
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self._thread.is_alive() else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
