@@ -323,7 +323,7 @@ class FalPikaVideoGenerator:
         response = self._call("GET", submitted.response_url, what="the video provider's result")
         body = json_or_none(response)
         if response.status_code >= 400:
-            error, spent = self._result_error(response, body, submitted)
+            error, spent = self._result_error(response, body, submitted, resolution=request.resolution)
             if spent and error.is_transient:
                 raise _RequestSpentWith(error)
             raise error
@@ -401,7 +401,7 @@ class FalPikaVideoGenerator:
         logger.info("fal: cancel of request %s answered %s %s", submitted.request_id, response.status_code, state)
 
     def _result_error(
-        self, response: httpx.Response, body: Any, submitted: SubmittedRequest
+        self, response: httpx.Response, body: Any, submitted: SubmittedRequest, *, resolution: str
     ) -> tuple[ProviderError, bool]:
         """The error a failed result means, and whether the request itself failed (spent)."""
         status = response.status_code
@@ -414,7 +414,8 @@ class FalPikaVideoGenerator:
         # say: record the attempt unbilled (amount 0) so it still shows in the ledger.
         usage = Usage(
             service="pika", provider=PROVIDER, operation="animate", model=self.endpoint,
-            units=Decimal(0), unit="second", request_id=submitted.request_id, billed=False,
+            units=Decimal(0), unit="second", resolution=resolution, request_id=submitted.request_id,
+            billed=False,
             details={"failed_status": status},
         )
         rid = submitted.request_id
