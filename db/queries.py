@@ -68,7 +68,8 @@ def create_job(
         status=JobStatus.PENDING,
         usage_day=usage_day,
     )
-    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    # 7 hex digits stay below 2**31: the column is a 32-bit INTEGER on PostgreSQL.
+    job.identity_seed = int(job.id[:7], 16) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
