@@ -80,7 +80,7 @@ def create_job(
             raise
         return existing, False
     if not job.identity_seed:
-        job.identity_seed = int(job.id[:8], 16)
+        job.identity_seed = int(job.id[:7], 16)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
