@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import utcnow
+from db.base import new_id, utcnow
 from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from errors import ProductNotFound
@@ -62,14 +62,16 @@ def create_job(
     existing = active_job_for(session=session, product_id=product_id)
     if existing is not None:
         return existing, False
+    job_id = new_id()
     job = VideoJob(
+        id=job_id,
         product_id=product_id,
         options=options.to_dict(),
         status=JobStatus.PENDING,
         usage_day=usage_day,
+        # The same seed for both keyframes keeps the same model; 28 bits fit every INTEGER.
+        identity_seed=int(job_id[:7], 16),
     )
-    # 7 hex digits stay below 2**31: the column is a 32-bit INTEGER on PostgreSQL.
-    job.identity_seed = int(job.id[:7], 16) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -79,8 +81,6 @@ def create_job(
         if existing is None:
             raise
         return existing, False
-    if not job.identity_seed:
-        job.identity_seed = int(job.id[:7], 16)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
