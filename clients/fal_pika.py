@@ -45,6 +45,7 @@ from config import Settings
 from domain import GeneratedVideo, ProviderProgress, SubmittedRequest, Usage, VideoRequest
 from errors import (
     ConfigError,
+    JobTimedOut,
     PermanentProviderError,
     ProviderError,
     StorageError,
@@ -252,7 +253,7 @@ class FalPikaVideoGenerator:
     ) -> GeneratedVideo:
         try:
             self._wait(submitted, on_progress, deadline)
-        except _DeadlinePassed:
+        except JobTimedOut:
             self._cancel(submitted)
             raise
         except (ProviderError, _RequestSpent):
@@ -270,10 +271,9 @@ class FalPikaVideoGenerator:
     ) -> None:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
-                raise _DeadlinePassed(
-                    f"the video provider did not finish request {submitted.request_id} before the "
-                    "job's time limit; the request was cancelled",
-                    provider=PROVIDER, request_id=submitted.request_id,
+                raise JobTimedOut(
+                    f"the video provider did not finish request {submitted.request_id} within the "
+                    "job's time limit; the request was cancelled"
                 )
             response = self._call(
                 "GET", submitted.status_url, what="the video provider's status", params={"logs": "1"}
@@ -477,10 +477,6 @@ class FalPikaVideoGenerator:
 
     def close(self) -> None:
         self._client.close()
-
-
-class _DeadlinePassed(PermanentProviderError):
-    """The job's time limit passed while the request was queued or running."""
 
 
 class _RequestSpentWith(_RequestSpent):

@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 from clients.fal_pika import FalPikaVideoGenerator, fraction_from_logs
 from clients.media import probe_video
 from domain import ProviderProgress, SubmittedRequest, VideoRequest
-from errors import JobCancelled, PermanentProviderError, TransientProviderError
+from errors import JobCancelled, JobTimedOut, PermanentProviderError, TransientProviderError
 from fakes import FakeFal, RunningServer, serve_in_thread
 
 KEY = "fal-test-key:3b9d1e77"
@@ -145,7 +145,7 @@ def test_cancel_when_the_deadline_passes(fal: FakeFal, url: str, tmp_path: Path)
     fal.add_fault("stuck")
     saved: list[SubmittedRequest] = []
     client = FalPikaVideoGenerator(api_key=SecretStr(KEY), base_url=url, poll_interval_seconds=0.02)
-    with pytest.raises(PermanentProviderError, match="time limit") as info:
+    with pytest.raises(JobTimedOut, match="time limit") as info:
         client.animate(_request(), work_dir=tmp_path, on_submitted=saved.append, deadline=time.monotonic() + 0.3)
     assert KEY not in str(info.value)
     state = fal.state()
