@@ -92,13 +92,30 @@ def find_price(usage: Usage, *, on: dt.date, settings: Settings | None = None) -
     return candidates[-1]
 
 
+# Where a call's usage keeps a count in another unit than the one it is recorded in: a
+# per-image price (Gemini 3 Pro Image) applied to a call recorded in output tokens.
+_UNIT_DETAILS = {"image": "images", "output_token": "output_tokens", "second": "seconds"}
+
+
+def _billed_units(usage: Usage, price: Price) -> Decimal:
+    if price.unit in ("*", usage.unit):
+        return usage.units
+    key = _UNIT_DETAILS.get(price.unit, price.unit)
+    if key not in usage.details:
+        raise ConfigError(
+            f"price for {usage.provider} {usage.model} is per {price.unit}, "
+            f"but the call was recorded in {usage.unit}s"
+        )
+    return Decimal(str(usage.details[key]))
+
+
 def charge_for(usage: Usage, *, on: dt.date | None = None, settings: Settings | None = None) -> Charge:
     """The amount one call costs, from its usage and the price list."""
     on = on or dt.datetime.now(dt.UTC).date()
     price = find_price(usage, on=on, settings=settings)
     if not usage.billed:
         return Charge(unit_price=price.unit_price, amount=Decimal(0), price_date=price.price_date)
-    units = max(usage.units, price.minimum_units)
+    units = max(_billed_units(usage, price), price.minimum_units)
     amount = units * price.unit_price
     input_tokens = usage.details.get("input_tokens")
     if input_tokens:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import fakes_cmd
 from cli.api_cmd import api
 from clients import factory
 from config import get_settings
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 products_app = typer.Typer(help="List, add and import products.", invoke_without_command=True)
 app.add_typer(products_app, name="products")
+app.command(name="fakes")(fakes_cmd.fakes)
 
 console = Console()
 err = Console(stderr=True)

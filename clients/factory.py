@@ -35,6 +35,10 @@ def image_generator(settings: Settings | None = None) -> ImageGenerator:
             latency_seconds=settings.offline_image_latency_seconds,
             faults=_fault_plan(settings.offline_fail_steps),
         )
+    if settings.image_provider == "nano-banana":
+        from clients.gemini import GeminiImageGenerator
+
+        return GeminiImageGenerator.from_settings(settings)
     raise ConfigError(f"image provider {settings.image_provider!r} is not available")
 
 
@@ -48,6 +52,10 @@ def video_generator(settings: Settings | None = None) -> VideoGenerator:
             latency_seconds=settings.offline_video_latency_seconds,
             faults=_fault_plan(settings.offline_fail_steps),
         )
+    if settings.video_provider == "pika":
+        from clients.fal_pika import FalPikaVideoGenerator
+
+        return FalPikaVideoGenerator.from_settings(settings)
     raise ConfigError(f"video provider {settings.video_provider!r} is not available")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect.runtime import task_run
@@ -10,12 +12,16 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import pricing
-from config import get_settings
+from config import Settings, get_settings
 from db import queries
 from domain import Usage
 from errors import is_transient
 
 logger = logging.getLogger(__name__)
+
+# A provider's retry hint is honoured up to this long; a longer one (a daily quota) is left
+# to the backoff and the retry budget rather than parking a worker for it.
+MAX_RETRY_HINT_SECONDS = 120.0
 
 
 def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
@@ -23,8 +29,28 @@ def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
     try:
         state.result()
     except BaseException as exc:  # noqa: BLE001 - we only classify, never swallow
-        return is_transient(exc)
+        if not is_transient(exc):
+            return False
+        wait_out_retry_hint(exc)
+        return True
     return False
+
+
+def wait_out_retry_hint(
+    exc: BaseException, *, settings: Settings | None = None, sleep: Callable[[float], None] = time.sleep
+) -> float:
+    """Wait what the provider asked (429 RetryInfo / Retry-After) before the retry is scheduled.
+
+    Prefect's retry delays are fixed on the decorator, so the hint is honoured here, on top of
+    the backoff. ``RETRY_DELAY_SECONDS=0`` (tests) turns every wait off. Returns the wait.
+    """
+    settings = settings or get_settings()
+    hint = getattr(exc, "retry_after_seconds", None)
+    if not hint or settings.retry_delay_seconds <= 0:
+        return 0.0
+    wait = min(float(hint), MAX_RETRY_HINT_SECONDS)
+    sleep(wait)
+    return wait
 
 
 def retry_policy() -> dict[str, Any]:
