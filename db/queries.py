@@ -265,3 +265,30 @@ def job_to_contract(
     if job.error_message:
         payload["error"] = job.error_message
     return payload
+
+
+def products_needing_video(
+    *, session: Session, stale_before: dt.datetime, limit: int | None = None
+) -> list[str]:
+    """Ids of products with no video, or one older than ``stale_before``, and no job in flight."""
+    in_flight = select(VideoJob.product_id).where(VideoJob.status.in_(ACTIVE_STATUSES))
+    stmt = (
+        select(Product.id)
+        .where(
+            (Product.video_key.is_(None)) | (Product.video_updated_at < stale_before),
+            Product.id.not_in(in_flight),
+        )
+        .order_by(Product.video_updated_at.is_not(None), Product.video_updated_at, Product.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt).all())
+
+
+def active_jobs(*, session: Session, created_before: dt.datetime) -> Sequence[VideoJob]:
+    """Jobs still in flight that were recorded before ``created_before``."""
+    return session.scalars(
+        select(VideoJob)
+        .where(VideoJob.status.in_(ACTIVE_STATUSES), VideoJob.created_at < created_before)
+        .order_by(VideoJob.created_at)
+    ).all()
