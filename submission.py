@@ -55,7 +55,7 @@ class LocalProcessLauncher:
             "DATABASE_URL": self._settings.effective_database_url,
         }
         with open(logs / f"job-{job_id}.log", "ab") as log:
-            subprocess.Popen(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "cli", "run-job", job_id],
                 stdout=log,
                 stderr=subprocess.STDOUT,
