@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.worker_cmd import worker
 from clients import factory
 from config import get_settings
 from db import queries, session_scope
@@ -259,3 +260,6 @@ def where() -> None:
     console.print(f"home:     {settings.catwalk_home}")
     console.print(f"database: {settings.effective_database_url.split('@')[-1]}")
     console.print(f"media:    {settings.media_dir}")
+
+
+app.command()(worker)
