@@ -50,6 +50,11 @@ def active_job_for(*, session: Session, product_id: str) -> VideoJob | None:
     ).first()
 
 
+def _seed(job_id: str) -> int:
+    # 28 bits: fits PostgreSQL's signed 32-bit INTEGER (8 hex digits overflowed half the time).
+    return int(job_id[:7], 16)
+
+
 def create_job(
     *, session: Session, product_id: str, options: JobOptions, usage_day: dt.date | None = None
 ) -> tuple[VideoJob, bool]:
@@ -68,7 +73,7 @@ def create_job(
         status=JobStatus.PENDING,
         usage_day=usage_day,
     )
-    job.identity_seed = int(job.id[:8], 16) if job.id else 0
+    job.identity_seed = _seed(job.id) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -79,7 +84,7 @@ def create_job(
             raise
         return existing, False
     if not job.identity_seed:
-        job.identity_seed = int(job.id[:8], 16)
+        job.identity_seed = _seed(job.id)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
