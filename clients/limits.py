@@ -109,9 +109,9 @@ def provider_slot(
             if held:
                 logger.warning("could not release %s (%s); its lease expires by itself", name, exc)
                 return
+            notify(_UNAVAILABLE)
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise TimeoutError(f"no {name} slot before the job's deadline: {exc}") from exc
             logger.warning("limit service unavailable for %s (%s); retrying", name, exc)
-            notify(_UNAVAILABLE)
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, _BACKOFF_MAX)
