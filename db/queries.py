@@ -297,3 +297,12 @@ def active_jobs(*, session: Session, created_before: dt.datetime) -> Sequence[Vi
         .where(VideoJob.status.in_(ACTIVE_STATUSES), VideoJob.created_at < created_before)
         .order_by(VideoJob.created_at)
     ).all()
+
+
+def count_events(*, session: Session, job_id: str, step: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id, JobEvent.step == step)
+        )
+        or 0
+    )

@@ -196,6 +196,8 @@ def worker_environment(
 ) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+    # prefect.yaml starts runs with `python -m prefect.engine`: make that this interpreter.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "clients")
     env.setdefault("CATWALK_PROJECT_DIR", str(PROJECT_DIR))
     return env

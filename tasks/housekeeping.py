@@ -22,8 +22,9 @@ from db.base import utcnow
 from domain import JobStatus
 from tasks.publish import delete_pending
 
-# A crashed run is re-attached this many times before its job is failed for good.
+# A job's crashed run is scheduled again this many times before the job is failed for good.
 MAX_REATTACH = 3
+_REATTACH = "reattach"
 _ENDED_BADLY = {StateType.CRASHED, StateType.FAILED, StateType.CANCELLED}
 
 
@@ -39,14 +40,19 @@ def _fail(job_id: str, message: str) -> None:
         queries.record_event(session=session, job_id=job_id, step="run", kind="failed", message=message)
 
 
-def _note(job_id: str, message: str, **changes: Any) -> None:
+def _note(job_id: str, message: str, *, step: str = "run", **changes: Any) -> None:
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         if job is None:
             return
         for name, value in changes.items():
             setattr(job, name, value)
-        queries.record_event(session=session, job_id=job_id, step="run", kind="info", message=message)
+        queries.record_event(session=session, job_id=job_id, step=step, kind="info", message=message)
+
+
+def _reattachments(job_id: str) -> int:
+    with session_scope() as session:
+        return queries.count_events(session=session, job_id=job_id, step=_REATTACH)
 
 
 @task(name="reconcile-jobs", cache_policy=NO_CACHE)
@@ -97,12 +103,13 @@ def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> 
                 client.set_flow_run_state(run.id, Crashed(message="no sign of life past the job timeout"), force=True)
                 state = StateType.CRASHED
             if state is StateType.CRASHED:
-                if run.run_count >= MAX_REATTACH:
-                    _fail(job_id, f"the worker running this job died {run.run_count} times")
+                done = _reattachments(job_id)
+                if done >= MAX_REATTACH:
+                    _fail(job_id, f"the run of this job crashed {done + 1} times (worker or process died)")
                     report["failed"].append(job_id)
                     continue
                 client.set_flow_run_state(run.id, Scheduled(), force=True)
-                _note(job_id, f"flow run {run.id} crashed; scheduled again (run {run.run_count + 1})")
+                _note(job_id, f"flow run {run.id} crashed; scheduled again ({done + 1}/{MAX_REATTACH})", step=_REATTACH)
                 report["reattached"].append(job_id)
             elif state in _ENDED_BADLY:
                 message = (run.state.message if run.state else None) or f"flow run ended {state}"

@@ -64,10 +64,12 @@ def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     reasons: list[str | None] = []
     ran = False
-    with temporary_settings(updates={PREFECT_API_URL: dead}):
-        with pytest.raises(TimeoutError, match="deadline"):
-            with provider_slot("image", on_wait=reasons.append, deadline=time.monotonic() + 1.5):
-                ran = True
+    with (
+        temporary_settings(updates={PREFECT_API_URL: dead}),
+        pytest.raises(TimeoutError, match="deadline"),
+        provider_slot("image", on_wait=reasons.append, deadline=time.monotonic() + 1.5),
+    ):
+        ran = True
     assert not ran
     assert reasons[0] == WAITING and "unavailable" in str(reasons[-1])
 
