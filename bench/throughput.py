@@ -229,6 +229,15 @@ class Bench:
                 out["handover"].append(pending - earlier[-1])
         return out
 
+    def pause(self, paused: bool) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.actions import WorkPoolUpdate
+
+        from deployments.stack import WORK_POOL
+
+        with get_client(sync_client=True) as client:
+            client.update_work_pool(WORK_POOL, WorkPoolUpdate(is_paused=paused))
+
     def drain(self, job_ids: list[str]) -> int:
         """Cancel the runs of ``job_ids`` still waiting in the queue; let started ones end."""
         from concurrent.futures import ThreadPoolExecutor
@@ -303,16 +312,9 @@ def main() -> None:
 
         _say("phase 1: throughput")
         ids = bench.seed("bench", n)
-        extra = bench.seed("busy", args.submissions)
         t0 = time.monotonic()
         jobs, first_latencies = bench.submit(ids)
         _say(f"  submitted {n} in {time.monotonic() - t0:.1f} s")
-        # Phase 2 rides on phase 1's queue: every one of these waits behind it.
-        busy_jobs, latencies = bench.submit(extra)
-        _say(
-            f"phase 2: {len(latencies)} submissions against a queue of {n}: p50 {1000 * statistics.median(latencies):.0f} ms, "
-            f"p95 {1000 * _percentile(latencies, 0.95):.0f} ms, max {1000 * max(latencies):.0f} ms"
-        )
         bench.wait(jobs, "throughput", timeout=ideal * 4 + 300)
         from db import session_scope
         from db.models import VideoJob
@@ -331,7 +333,19 @@ def main() -> None:
             f"slot hand-over {mean.get('handover', 0):.2f} s"
         )
         first = bench.ledger(jobs)
-        _say(f"  cancelled {bench.drain(busy_jobs)} queue fillers of phase 2")
+
+        # Phase 2 on a busy queue that does not also eat the CPU: the pool is paused, N
+        # runs already wait in it, and each timed submission joins the back of the line.
+        bench.pause(True)
+        fillers, _ = bench.submit(bench.seed("filler", n))
+        busy_jobs, latencies = bench.submit(bench.seed("busy", args.submissions))
+        _say(
+            f"phase 2: {len(latencies)} submissions against a queue of {n}..{n + len(latencies)}: "
+            f"p50 {1000 * statistics.median(latencies):.0f} ms, p95 {1000 * _percentile(latencies, 0.95):.0f} ms, "
+            f"max {1000 * max(latencies):.0f} ms"
+        )
+        _say(f"  cancelled {bench.drain(fillers + busy_jobs)} queued runs")
+        bench.pause(False)
         summary.update(
             makespan_s=round(makespan, 2),
             ideal_s=round(ideal, 2),
