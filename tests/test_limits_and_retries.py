@@ -57,21 +57,38 @@ def test_global_limit_holds_and_reports_waiting(prefect_server) -> None:
 
 
 def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None:
+    """Run in a fresh process: Prefect's slot-acquisition service is a per-process singleton
+    bound to the first API it talked to (the test server, in this session)."""
+    import json
+    import os
     import socket
+    import subprocess
+    import sys
+    from pathlib import Path
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
-    reasons: list[str | None] = []
-    ran = False
-    with (
-        temporary_settings(updates={PREFECT_API_URL: dead}),
-        pytest.raises(TimeoutError, match="deadline"),
-        provider_slot("image", on_wait=reasons.append, deadline=time.monotonic() + 1.5),
-    ):
-        ran = True
-    assert not ran
-    assert reasons[0] == WAITING and "unavailable" in str(reasons[-1])
+    script = (
+        "import json, sys, time; sys.path.insert(0, '.')\n"
+        "from clients.limits import provider_slot\n"
+        "reasons, outcome = [], 'ran'\n"
+        "try:\n"
+        "    with provider_slot('image', on_wait=reasons.append, deadline=time.monotonic() + 1.5):\n"
+        "        pass\n"
+        "except TimeoutError as exc:\n"
+        "    outcome = str(exc)\n"
+        "print(json.dumps({'reasons': reasons, 'outcome': outcome}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PREFECT_API_URL": dead},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "deadline" in result["outcome"]  # gave up, never ran the call
+    assert result["reasons"][0] == WAITING and "unavailable" in result["reasons"][-1]
 
 
 def test_retry_policy_is_exponential_with_jitter_and_transient_only(monkeypatch) -> None:
