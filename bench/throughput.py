@@ -49,9 +49,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--catwalk-db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--prefect-db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--query-seconds", type=float, default=1.0, help="worker polling interval")
-    p.add_argument("--skip-faults", action="store_true")
+    p.add_argument("--skip-faults", action="store_true", help="no phase 3")
+    p.add_argument("--skip-throughput", action="store_true", help="no phases 1 and 2")
+    p.add_argument("--fault-products", type=int, default=None, help="jobs in phase 3 (default: --products)")
     a = p.parse_args()
     a.products = a.products or (20 if a.quick else 100)
+    a.fault_products = a.fault_products or a.products
     a.image_latency = a.image_latency if a.image_latency is not None else (0.5 if a.quick else 2.0)
     a.video_latency = a.video_latency if a.video_latency is not None else (5.0 if a.quick else 20.0)
     return a
@@ -300,91 +303,121 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="catwalk-bench-"))
     bench = Bench(args, home)
     bench.environment()
+    per_job = 2 * args.image_latency + args.video_latency
+    ideal = math.ceil(args.products / args.concurrency) * per_job
+    _say(
+        f"bench: {args.products} products, concurrency {args.concurrency}, provider time {per_job:.1f} s/job, "
+        f"ideal makespan {ideal:.1f} s"
+    )
+    _say(
+        f"       catwalk db {args.catwalk_db}, prefect db {args.prefect_db}, "
+        f"worker polls every {args.query_seconds} s, home {home}"
+    )
+    summary: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "products": args.products,
+        "concurrency": args.concurrency,
+        "image_latency_s": args.image_latency,
+        "video_latency_s": args.video_latency,
+    }
+    try:
+        bench.start_stack()
+        if not args.skip_throughput:
+            throughput(bench, args, summary)
+        if not args.skip_faults:
+            faults(bench, args, summary)
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+    finally:
+        bench.stop()
+        # The last line, even when interrupted: what was measured so far.
+        print(json.dumps(summary), flush=True)
+
+
+def throughput(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """Phases 1 and 2."""
+    from db import session_scope
+    from db.models import VideoJob
+
     n, c = args.products, args.concurrency
     per_job = 2 * args.image_latency + args.video_latency
     waves = math.ceil(n / c)
     ideal = waves * per_job
-    _say(f"bench: {n} products, concurrency {c}, provider time {per_job:.1f} s/job, ideal makespan {ideal:.1f} s")
-    _say(f"       catwalk db {args.catwalk_db}, prefect db {args.prefect_db}, worker polls every {args.query_seconds} s, home {home}")
-    summary: dict[str, Any] = {"mode": "quick" if args.quick else "full", "products": n, "concurrency": c}
-    try:
-        bench.start_stack()
+    _say("phase 1: throughput")
+    ids = bench.seed("bench", n)
+    t0 = time.monotonic()
+    jobs, first_latencies = bench.submit(ids)
+    _say(f"  submitted {n} in {time.monotonic() - t0:.1f} s")
+    bench.wait(jobs, "throughput", timeout=ideal * 4 + 1800)
+    with session_scope() as session:
+        rows = session.query(VideoJob.created_at, VideoJob.completed_at).filter(VideoJob.id.in_(jobs)).all()
+    makespan = (max(r.completed_at for r in rows) - min(r.created_at for r in rows)).total_seconds()
+    ratio = makespan / ideal
+    overhead = (makespan - ideal) / waves
+    times = bench.run_times(jobs)
+    mean = {k: statistics.mean(v) for k, v in times.items() if v and k not in ("pending_at", "completed_at")}
+    _say(f"  makespan {makespan:.1f} s vs ideal {ideal:.1f} s: ratio {ratio:.3f}; overhead {overhead:.2f} s per job slot")
+    _say(
+        f"  per run (mean): process start-up {mean.get('startup', 0):.2f} s, in-flow {mean.get('in_flow', 0):.2f} s "
+        f"(provider {per_job:.1f} s => flow overhead {mean.get('in_flow', 0) - per_job:.2f} s), "
+        f"slot hand-over {mean.get('handover', 0):.2f} s"
+    )
+    first = bench.ledger(jobs)
+    summary.update(
+        makespan_s=round(makespan, 2),
+        ideal_s=round(ideal, 2),
+        makespan_ratio=round(ratio, 3),
+        overhead_per_job_s=round(overhead, 2),
+        startup_s=round(mean.get("startup", 0), 2),
+        in_flow_overhead_s=round(mean.get("in_flow", 0) - per_job, 2),
+        handover_s=round(mean.get("handover", 0), 2),
+        completed=first["completed"],
+        first_batch_submit_p50_ms=round(1000 * statistics.median(first_latencies), 1),
+    )
 
-        _say("phase 1: throughput")
-        ids = bench.seed("bench", n)
-        t0 = time.monotonic()
-        jobs, first_latencies = bench.submit(ids)
-        _say(f"  submitted {n} in {time.monotonic() - t0:.1f} s")
-        bench.wait(jobs, "throughput", timeout=ideal * 4 + 300)
-        from db import session_scope
-        from db.models import VideoJob
+    # Phase 2 on a busy queue that does not also eat the CPU: the pool is paused, N runs
+    # already wait in it, and each timed submission joins the back of the line.
+    bench.pause(True)
+    fillers, _ = bench.submit(bench.seed("filler", n))
+    busy_jobs, latencies = bench.submit(bench.seed("busy", args.submissions))
+    _say(
+        f"phase 2: {len(latencies)} submissions against a queue of {n}..{n + len(latencies)}: "
+        f"p50 {1000 * statistics.median(latencies):.0f} ms, p95 {1000 * _percentile(latencies, 0.95):.0f} ms, "
+        f"max {1000 * max(latencies):.0f} ms"
+    )
+    summary.update(
+        submit_p50_ms=round(1000 * statistics.median(latencies), 1),
+        submit_p95_ms=round(1000 * _percentile(latencies, 0.95), 1),
+        submit_max_ms=round(1000 * max(latencies), 1),
+    )
+    _say(f"  cancelled {bench.drain(fillers + busy_jobs)} queued runs")
+    bench.pause(False)
 
-        with session_scope() as session:
-            rows = session.query(VideoJob.created_at, VideoJob.completed_at).filter(VideoJob.id.in_(jobs)).all()
-        makespan = (max(r.completed_at for r in rows) - min(r.created_at for r in rows)).total_seconds()
-        ratio = makespan / ideal
-        overhead = (makespan - ideal) / waves
-        times = bench.run_times(jobs)
-        mean = {k: statistics.mean(v) for k, v in times.items() if v and k not in ("pending_at", "completed_at")}
-        _say(f"  makespan {makespan:.1f} s vs ideal {ideal:.1f} s: ratio {ratio:.3f}; overhead {overhead:.2f} s per job slot")
-        _say(
-            f"  per run (mean): process start-up {mean.get('startup', 0):.2f} s, in-flow {mean.get('in_flow', 0):.2f} s "
-            f"(provider {per_job:.1f} s => flow overhead {mean.get('in_flow', 0) - per_job:.2f} s), "
-            f"slot hand-over {mean.get('handover', 0):.2f} s"
-        )
-        first = bench.ledger(jobs)
 
-        # Phase 2 on a busy queue that does not also eat the CPU: the pool is paused, N
-        # runs already wait in it, and each timed submission joins the back of the line.
-        bench.pause(True)
-        fillers, _ = bench.submit(bench.seed("filler", n))
-        busy_jobs, latencies = bench.submit(bench.seed("busy", args.submissions))
-        _say(
-            f"phase 2: {len(latencies)} submissions against a queue of {n}..{n + len(latencies)}: "
-            f"p50 {1000 * statistics.median(latencies):.0f} ms, p95 {1000 * _percentile(latencies, 0.95):.0f} ms, "
-            f"max {1000 * max(latencies):.0f} ms"
-        )
-        _say(f"  cancelled {bench.drain(fillers + busy_jobs)} queued runs")
-        bench.pause(False)
-        summary.update(
-            makespan_s=round(makespan, 2),
-            ideal_s=round(ideal, 2),
-            makespan_ratio=round(ratio, 3),
-            overhead_per_job_s=round(overhead, 2),
-            startup_s=round(mean.get("startup", 0), 2),
-            in_flow_overhead_s=round(mean.get("in_flow", 0) - per_job, 2),
-            handover_s=round(mean.get("handover", 0), 2),
-            completed=first["completed"],
-            submit_p50_ms=round(1000 * statistics.median(latencies), 1),
-            submit_p95_ms=round(1000 * _percentile(latencies, 0.95), 1),
-            submit_max_ms=round(1000 * max(latencies), 1),
-            first_batch_submit_p50_ms=round(1000 * statistics.median(first_latencies), 1),
-        )
-
-        if not args.skip_faults:
-            pct = round(100 * args.fail_rate)
-            _say(f"phase 3: faults ({pct}% of provider calls fail transiently)")
-            os.environ["OFFLINE_FAIL_STEPS"] = f"images:transient:{pct}%,video:transient:{pct}%"
-            bench.start_worker()  # flow-run processes inherit the worker's environment
-            fault_ids = bench.seed("fault", n)
-            fault_jobs, _ = bench.submit(fault_ids)
-            bench.wait(fault_jobs, "faults", timeout=ideal * 8 + 600)
-            led = bench.ledger(fault_jobs)
-            fault_free = 3 * n
-            _say(
-                f"  completed {led['completed']}/{n} {led['statuses']}; paid calls {led['paid_calls']} "
-                f"(fault-free run needs {fault_free}); failed attempts (unpaid) {led['attempted_unpaid']}; "
-                f"re-bought {led['rebought']}"
-            )
-            summary.update(
-                fault_jobs_completed=led["completed"],
-                paid_calls=led["paid_calls"],
-                paid_calls_ratio=round(led["paid_calls"] / fault_free, 3),
-                rebought_calls=led["rebought"],
-            )
-    finally:
-        bench.stop()
-    print(json.dumps(summary), flush=True)
+def faults(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """Phase 3: transient failures; count what was paid and what was bought twice."""
+    n = args.fault_products
+    ideal = math.ceil(n / args.concurrency) * (2 * args.image_latency + args.video_latency)
+    pct = round(100 * args.fail_rate)
+    _say(f"phase 3: faults ({pct}% of provider calls fail transiently), {n} jobs")
+    os.environ["OFFLINE_FAIL_STEPS"] = f"images:transient:{pct}%,video:transient:{pct}%"
+    bench.start_worker()  # flow-run processes inherit the worker's environment
+    fault_jobs, _ = bench.submit(bench.seed("fault", n))
+    bench.wait(fault_jobs, "faults", timeout=ideal * 8 + 1800)
+    led = bench.ledger(fault_jobs)
+    fault_free = 3 * n
+    _say(
+        f"  completed {led['completed']}/{n} {led['statuses']}; paid calls {led['paid_calls']} "
+        f"(fault-free run needs {fault_free}); failed attempts (unpaid) {led['attempted_unpaid']}; "
+        f"re-bought {led['rebought']}"
+    )
+    summary.update(
+        fault_jobs=n,
+        fault_jobs_completed=led["completed"],
+        paid_calls=led["paid_calls"],
+        paid_calls_ratio=round(led["paid_calls"] / fault_free, 3),
+        rebought_calls=led["rebought"],
+    )
 
 
 if __name__ == "__main__":

@@ -120,3 +120,32 @@ def test_prefect_retries_transient_errors_with_a_jittered_delay_list(prefect_ser
     with pytest.raises(PermanentProviderError):
         flaky("permanent")
     assert calls["permanent"] == 1  # never retried
+
+
+def test_fault_plan_rates_are_probabilities() -> None:
+    import random
+
+    from clients.offline import FaultPlan
+
+    plan = FaultPlan("images:transient:30%", rng=random.Random(7))
+    failures = 0
+    for _ in range(1000):
+        try:
+            plan.check("images", "offline")
+        except TransientProviderError:
+            failures += 1
+    assert 250 < failures < 350
+    plan.check("video", "offline")  # steps not named never fail
+
+
+def test_offline_video_cancels_its_request_at_the_deadline(tmp_path) -> None:
+    from clients.offline import OfflineVideoGenerator
+    from domain import VideoRequest
+
+    generator = OfflineVideoGenerator(width=96, latency_seconds=5)
+    request = VideoRequest(
+        start_image=b"", end_image=b"", mime_type="image/png", style="smooth", duration_seconds=1, resolution="720p"
+    )
+    with pytest.raises(PermanentProviderError, match="cancelled"):
+        generator.animate(request, work_dir=tmp_path, deadline=time.monotonic() + 0.5)
+    assert not list(tmp_path.glob("*.mp4"))  # gave up at the deadline: nothing rendered
