@@ -16,6 +16,7 @@ from rich.table import Table
 
 from cli import fakes_cmd
 from cli.api_cmd import api
+from cli.worker_cmd import worker
 from clients import factory
 from config import get_settings
 from db import queries, session_scope
@@ -270,3 +271,4 @@ from cli.stats_cmd import stats as _stats
 
 app.command("stats")(_stats)
 app.add_typer(_alerts_app, name="alerts")
+app.command()(worker)

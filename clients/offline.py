@@ -41,23 +41,29 @@ _HAIR = [(40, 28, 20), (92, 60, 30), (200, 160, 90), (20, 20, 24), (140, 50, 30)
 
 
 class FaultPlan:
-    """Parses ``OFFLINE_FAIL_STEPS`` ("images", "video:transient", "images:transient:2")."""
+    """Parses ``OFFLINE_FAIL_STEPS``: "images", "video:transient", "images:transient:2"
+    (the first 2 calls fail), "video:transient:30%" (each call fails with probability 0.3).
+    """
 
-    def __init__(self, spec: str) -> None:
-        self._faults: dict[str, tuple[bool, int | None]] = {}
+    def __init__(self, spec: str, *, rng: random.Random | None = None) -> None:
+        self._faults: dict[str, tuple[bool, int | None, float]] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             step, *rest = item.split(":")
             transient = "transient" in rest
             count = next((int(x) for x in rest if x.isdigit()), None)
-            self._faults[step] = (transient, count)
+            rate = next((float(x[:-1]) / 100 for x in rest if x.endswith("%")), 1.0)
+            self._faults[step] = (transient, count, rate)
         self._seen: dict[str, int] = {}
+        self._rng = rng or random.Random()
 
     def check(self, step: str, provider: str) -> None:
         if step not in self._faults:
             return
-        transient, count = self._faults[step]
+        transient, count, rate = self._faults[step]
         self._seen[step] = self._seen.get(step, 0) + 1
         if count is not None and self._seen[step] > count:
+            return
+        if rate < 1.0 and self._rng.random() >= rate:
             return
         cls: type[ProviderError] = TransientProviderError if transient else PermanentProviderError
         kind = "transient" if transient else "permanent"

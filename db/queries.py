@@ -349,3 +349,39 @@ def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, A
         raise ConfigError(f"database {dialect!r} is not supported")
     result = session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def products_needing_video(
+    *, session: Session, stale_before: dt.datetime, limit: int | None = None
+) -> list[str]:
+    """Ids of products with no video, or one older than ``stale_before``, and no job in flight."""
+    in_flight = select(VideoJob.product_id).where(VideoJob.status.in_(ACTIVE_STATUSES))
+    stmt = (
+        select(Product.id)
+        .where(
+            (Product.video_key.is_(None)) | (Product.video_updated_at < stale_before),
+            Product.id.not_in(in_flight),
+        )
+        .order_by(Product.video_updated_at.is_not(None), Product.video_updated_at, Product.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt).all())
+
+
+def active_jobs(*, session: Session, created_before: dt.datetime) -> Sequence[VideoJob]:
+    """Jobs still in flight that were recorded before ``created_before``."""
+    return session.scalars(
+        select(VideoJob)
+        .where(VideoJob.status.in_(ACTIVE_STATUSES), VideoJob.created_at < created_before)
+        .order_by(VideoJob.created_at)
+    ).all()
+
+
+def count_events(*, session: Session, job_id: str, step: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id, JobEvent.step == step)
+        )
+        or 0
+    )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 import pricing
 from config import Settings, get_settings
-from db import queries
+from db import queries, session_scope
 from domain import Usage
 from errors import is_transient
 
@@ -63,6 +63,18 @@ def retry_policy() -> dict[str, Any]:
         "retry_jitter_factor": 0.5 if any(delays) else None,
         "retry_condition_fn": retry_transient_only,
     }
+
+
+def wait_reporter(job_id: str) -> Callable[[str | None], None]:
+    """An ``on_wait`` callback for ``provider_slot``: shows why the job waits, then clears it."""
+
+    def report(reason: str | None) -> None:
+        with session_scope() as session:
+            job = queries.get_job(session=session, job_id=job_id)
+            if job is not None and job.wait_reason != reason:
+                job.wait_reason = reason
+
+    return report
 
 
 def attempt() -> int:

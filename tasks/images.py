@@ -11,7 +11,7 @@ from clients.media import load_product_image
 from db import queries, session_scope
 from domain import POSES, ImageRequest, JobOptions, JobStatus
 from errors import ProviderError
-from tasks._policy import attempt, charge, retry_policy
+from tasks._policy import attempt, charge, retry_policy, wait_reporter
 
 _PROGRESS_AFTER = {"start": 25, "end": 45}
 
@@ -60,7 +60,7 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
             product_name=name,
         )
         try:
-            with provider_slot("image"):
+            with provider_slot("image", on_wait=wait_reporter(job_id)):
                 image = generator.generate(request)
         except ProviderError as exc:
             with session_scope() as session:

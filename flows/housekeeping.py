@@ -1,0 +1,19 @@
+"""Housekeeping: repair jobs whose run crashed or vanished; retry deletions of old files."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.housekeeping import reconcile_jobs, retry_pending_deletions
+
+
+@flow(name="housekeeping", log_prints=False)
+def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
+    """Re-attach or fail jobs whose flow run crashed or vanished; retry pending deletions."""
+    jobs = reconcile_jobs(grace_seconds)
+    deletions = retry_pending_deletions()
+    return {"jobs": jobs, "deletions": deletions}
+
+
+if __name__ == "__main__":
+    housekeeping()
