@@ -272,3 +272,6 @@ from cli.stats_cmd import stats as _stats
 app.command("stats")(_stats)
 app.add_typer(_alerts_app, name="alerts")
 app.command()(worker)
+from cli.dashboard_cmd import register as _register_dashboard
+
+_register_dashboard(app)

@@ -58,6 +58,8 @@ class VideoJob(Base):
         ),
         Index("ix_video_jobs_status_created", "status", "created_at"),
         Index("ix_video_jobs_created_at", "created_at"),
+        # The dashboard's "latest job of each product" (filters: failed, in progress).
+        Index("ix_video_jobs_product_created", "product_id", "created_at"),
     )
 
     id: Mapped[IdStr]
@@ -259,6 +261,20 @@ class PendingDeletion(Base):
         return f"PendingDeletion(key={self.key!r}, attempts={self.attempts})"
 
 
+class SigninThrottle(Base):
+    """Failed dashboard sign-ins (scope "global"), shared by every dashboard process."""
+
+    __tablename__ = "signin_throttle"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"SigninThrottle(scope={self.scope!r}, failures={self.failures})"
+
+
 __all__ = [
     "Alert",
     "Base",
@@ -267,6 +283,7 @@ __all__ = [
     "LedgerHour",
     "PendingDeletion",
     "Product",
+    "SigninThrottle",
     "UsageDay",
     "VideoJob",
     "new_id",

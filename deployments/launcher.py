@@ -41,13 +41,13 @@ class DeploymentLauncher:
         self._settings = settings
 
     def launch(
-        self, *, job_id: str, product_id: str, options: dict[str, Any], relaunch: int = 0
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
     ) -> str | None:
         from prefect.exceptions import ObjectNotFound
 
-        # The same job can never become two flow runs, whatever retries the caller does;
-        # housekeeping passes ``relaunch`` to start a fresh run for a job whose run vanished.
-        key = f"job-{job_id}" if not relaunch else f"job-{job_id}-relaunch-{relaunch}"
+        # The same job can never become two flow runs, whatever retries the caller does; a
+        # retry or a relaunch by housekeeping names its new run with ``run_key``.
+        key = run_key or f"job-{job_id}"
         kwargs: dict[str, Any] = {
             "parameters": {"product_id": product_id, "options": options, "job_id": job_id},
             "idempotency_key": key,

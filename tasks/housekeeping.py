@@ -88,7 +88,9 @@ def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> 
                 run = client.read_flow_run(run_id)  # type: ignore[arg-type]
             except ObjectNotFound:
                 count = len(report["relaunched"]) + 1
-                new_id = chosen.launch(job_id=job_id, product_id=product_id, options=options, relaunch=count)  # type: ignore[attr-defined]
+                new_id = chosen.launch(
+                    job_id=job_id, product_id=product_id, options=options, run_key=f"job-{job_id}-relaunch-{count}"
+                )
                 _note(job_id, f"flow run {run_id} vanished; relaunched as {new_id}", flow_run_id=new_id)
                 report["relaunched"].append(job_id)
                 continue

@@ -26,10 +26,10 @@ class RecordingLauncher:
         self.calls: list[dict[str, object]] = []
         self._refuse_after = refuse_after
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, object], relaunch: int = 0) -> str:
+    def launch(self, *, job_id: str, product_id: str, options: dict[str, object], run_key: str | None = None) -> str:
         if self._refuse_after is not None and len(self.calls) >= self._refuse_after:
             raise LimitExceeded("daily generation limit of 2 reached", retry_after_seconds=3600)
-        self.calls.append({"job_id": job_id, "relaunch": relaunch})
+        self.calls.append({"job_id": job_id, "run_key": run_key})
         return str(uuid.uuid4())
 
 
@@ -104,7 +104,7 @@ def test_reconcile_reattaches_relaunches_and_fails(settings, prefect_server) -> 
     assert _job(vanished).flow_run_id not in (None, gone)
     assert _job(unlaunched).flow_run_id is not None
     assert _job(healthy).status is JobStatus.GENERATING_VIDEO
-    assert {c["relaunch"] for c in launcher.calls if c["job_id"] == vanished} == {1}
+    assert {c["run_key"] for c in launcher.calls if c["job_id"] == vanished} == {f"job-{vanished}-relaunch-1"}
 
 
 def test_reconcile_crashes_a_run_silent_past_the_job_timeout(settings, prefect_server) -> None:
