@@ -14,6 +14,7 @@
         ├── StorageError              the blob store failed
         │   └── TransientStorageError   worth retrying (network, 5xx, throttling)
         ├── VideoCheckError           the delivered video is not fit to publish
+        ├── JobTimedOut               the job's time limit passed (provider request cancelled)
         └── JobCancelled              an admin cancelled the job
 
 The first split answers the caller's real question: did the job do something wrong
@@ -25,6 +26,8 @@ provider messages, never from request headers.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 
 class CatwalkError(Exception):
@@ -119,6 +122,10 @@ class VideoCheckError(PipelineError):
     """The delivered video failed the pre-publish check (duration, size, codec)."""
 
 
+class JobTimedOut(PipelineError):
+    """The job's time limit (JOB_TIMEOUT_SECONDS) passed; its provider request was cancelled."""
+
+
 class JobCancelled(PipelineError):
     """An admin cancelled the job."""
 
@@ -137,5 +144,8 @@ def describe(exc: BaseException) -> str:
         return exc.user_message
     if isinstance(exc, TimeoutError):
         return f"timed out: {exc}" if str(exc) else "timed out"
+    if isinstance(exc, asyncio.CancelledError):
+        # What Prefect raises inside a task when the flow's time limit interrupts it.
+        return "stopped before finishing: the job ran past its time limit or was cancelled"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"internal error ({type(exc).__name__}){': ' + text if text else ''}"

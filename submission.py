@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pricing
-from clients.media import normalize_image, read_image_source
+from clients.media import identify_image, read_image_source
 from config import Settings, get_settings
 from db import limits, queries, session_scope
 from domain import JobOptions, JobStatus
@@ -56,7 +56,7 @@ class LocalProcessLauncher:
             "DATABASE_URL": self._settings.effective_database_url,
         }
         with open(logs / f"job-{job_id}.log", "ab") as log:
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            subprocess.Popen(
                 [sys.executable, "-m", "cli", "run-job", job_id],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -85,7 +85,9 @@ def check_product_image(images: list[str], *, product_id: str) -> None:
         raise ProductImageError(f"product {product_id!r} has no image")
     first = images[0]
     if not first.startswith(("http://", "https://")):
-        normalize_image(read_image_source(first), source=first)
+        # The header says whether it is an image; decoding the pixels (milliseconds to tens
+        # of milliseconds a photo) is left to the job, which re-encodes it anyway.
+        identify_image(read_image_source(first), source=first)
 
 
 def submit_job(

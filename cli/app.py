@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.api_cmd import api
 from clients import factory
 from config import get_settings
 from db import queries, session_scope
@@ -261,6 +262,7 @@ def where() -> None:
     console.print(f"media:    {settings.media_dir}")
 
 
+app.command()(api)
 from cli.alerts_cmd import alerts_app as _alerts_app
 from cli.stats_cmd import stats as _stats
 

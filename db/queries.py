@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import Base, utcnow
+from db.base import Base, new_id, utcnow
 from db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from errors import ConfigError, ProductNotFound
@@ -64,13 +64,16 @@ def create_job(
     existing = active_job_for(session=session, product_id=product_id)
     if existing is not None:
         return existing, False
+    job_id = new_id()
     job = VideoJob(
+        id=job_id,
         product_id=product_id,
         options=options.to_dict(),
         status=JobStatus.PENDING,
         usage_day=usage_day,
+        # The same seed for both keyframes keeps the same model; 28 bits fit every INTEGER.
+        identity_seed=int(job_id[:7], 16),
     )
-    job.identity_seed = _seed(job.id) if job.id else 0
     try:
         with session.begin_nested():
             session.add(job)
@@ -80,8 +83,6 @@ def create_job(
         if existing is None:
             raise
         return existing, False
-    if not job.identity_seed:
-        job.identity_seed = _seed(job.id)
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
 
@@ -314,8 +315,3 @@ def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, A
         raise ConfigError(f"database {dialect!r} is not supported")
     result = session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _seed(job_id: str) -> int:
-    # Seven hex digits fit PostgreSQL's 32-bit INTEGER (eight overflow it half the time).
-    return int(job_id[:7], 16)

@@ -22,9 +22,14 @@ _VIDEO_START, _VIDEO_END = 45, 85
 
 
 def _deadline(started_at: dt.datetime | None, timeout_s: int) -> float:
-    """The job's deadline as a monotonic clock value, so the provider can cancel in time."""
+    """The job's deadline as a monotonic clock value, so the provider can cancel in time.
+
+    It falls a little before the flow's own timeout: the provider request is cancelled and
+    the job fails with a clear reason, instead of Prefect interrupting the task mid-call.
+    """
     started = started_at or utcnow()
-    remaining = (started + dt.timedelta(seconds=timeout_s) - utcnow()).total_seconds()
+    margin = min(30.0, timeout_s * 0.1)
+    remaining = (started + dt.timedelta(seconds=timeout_s - margin) - utcnow()).total_seconds()
     return time.monotonic() + max(remaining, 1.0)
 
 

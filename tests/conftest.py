@@ -24,12 +24,12 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 for _name in ("DATABASE_URL", "CATWALK_HOME", "PREFECT_API_URL"):
     os.environ.pop(_name, None)
 
-import psycopg  # noqa: E402
-import pytest  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import psycopg
+import pytest
+from sqlalchemy import text
 
-import config  # noqa: E402
-from db.session import dispose_engines, get_engine  # noqa: E402
+import config
+from db.session import dispose_engines, get_engine
 
 PG_ADMIN_URL = os.environ.get("CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
