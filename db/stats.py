@@ -14,12 +14,11 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, and_, cast, column, delete, func, insert, select, values
+from sqlalchemy import Date, Integer, and_, cast, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
 from db import limits
-from db.base import UTCDateTime
 from db.models import LedgerEntry, LedgerHour, VideoJob
 from domain import JobStatus
 
@@ -73,8 +72,6 @@ def _grouped_spend(
     settings: Settings,
     source: type[LedgerHour | LedgerEntry],
     conditions: list[Any],
-    *,
-    join: Any = None,
 ) -> pd.DataFrame:
     """One GROUP BY over the rollup or the ledger: spend and calls per bucket and kind."""
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -96,10 +93,7 @@ def _grouped_spend(
         source.resolution,
         source.succeeded,
     ]
-    stmt = select(*keys, amount, calls).select_from(source)
-    if join is not None:
-        stmt = stmt.join(*join)
-    stmt = stmt.where(*conditions).group_by(*keys)
+    stmt = select(*keys, amount, calls).where(*conditions).group_by(*keys)
     frame = pd.DataFrame(session.execute(stmt).all(), columns=_LEDGER_COLUMNS)
     if postgres:
         frame["day"] = pd.to_datetime(frame["bucket"]).dt.date
@@ -116,7 +110,7 @@ def ledger_frame(
 
     Reads the hourly rollup (tens of thousands of rows for a busy year, not millions). In a
     zone whose midnight is not on a UTC hour, the hours holding a midnight are read from
-    the ledger rows themselves (PostgreSQL: an index range scan per such hour; SQLite, for
+    the ledger rows themselves (PostgreSQL: one index range per such hour; SQLite, for
     small embedded data: the ledger throughout), so every day is exact.
     """
     straddled = _straddled_hours(session, settings, start, end)
@@ -131,15 +125,16 @@ def ledger_frame(
             LedgerHour,
             [*_in_range(LedgerHour.hour, start, end), LedgerHour.hour.not_in(straddled)],
         )
-        hours = values(
-            column("h_start", UTCDateTime()), column("h_end", UTCDateTime()), name="straddled"
-        ).data([(h, h + dt.timedelta(hours=1)) for h in straddled])
+        # One index range per straddled hour (a BitmapOr): a join against a list of hours
+        # lets the planner pick a nested loop over the whole ledger.
+        edge_hours = or_(
+            *(
+                and_(LedgerEntry.created_at >= h, LedgerEntry.created_at < h + dt.timedelta(hours=1))
+                for h in straddled
+            )
+        )
         edges = _grouped_spend(
-            session,
-            settings,
-            LedgerEntry,
-            _in_range(LedgerEntry.created_at, start, end),
-            join=(hours, and_(LedgerEntry.created_at >= hours.c.h_start, LedgerEntry.created_at < hours.c.h_end)),
+            session, settings, LedgerEntry, [*_in_range(LedgerEntry.created_at, start, end), edge_hours]
         )
         frame = pd.concat([rollup, edges], ignore_index=True) if len(edges) else rollup
     frame["cost"] = pd.to_numeric(frame["cost"], errors="coerce").fillna(0.0).astype(float)
