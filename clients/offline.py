@@ -221,6 +221,8 @@ class OfflineImageGenerator:
             units=Decimal(IMAGE_OUTPUT_TOKENS),
             unit="output_token",
             request_id=f"offline-img-{uuid.uuid4().hex[:12]}",
+            # The same counts Gemini reports, so any price row (per token or per image) applies.
+            details={"output_tokens": IMAGE_OUTPUT_TOKENS, "images": 1},
         )
         return GeneratedImage(data=out.getvalue(), mime_type="image/png", usage=usage)
 
@@ -280,5 +282,6 @@ class OfflineVideoGenerator:
             unit="second",
             resolution=request.resolution,
             request_id=submitted.request_id,
+            details={"seconds": request.duration_seconds},
         )
         return GeneratedVideo(path=str(out), poster_path=str(poster), duration_seconds=float(request.duration_seconds), usage=usage)
