@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.housekeeping import reconcile_jobs, retry_pending_deletions
+from tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
 
 
 @flow(name="housekeeping", log_prints=False)
 def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
-    """Re-attach or fail jobs whose flow run crashed or vanished; retry pending deletions."""
+    """Re-attach or fail jobs whose run crashed or vanished; retry deletions and alert posts."""
     jobs = reconcile_jobs(grace_seconds)
     deletions = retry_pending_deletions()
-    return {"jobs": jobs, "deletions": deletions}
+    alerts = redeliver_alerts()
+    return {"jobs": jobs, "deletions": deletions, "alerts": alerts}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from config import get_settings
 from db import queries, session_scope
 from db.base import utcnow
 from domain import JobStatus
+from tasks.alerts import deliver_pending_alerts
 from tasks.publish import delete_pending
 
 # A job's crashed run is scheduled again this many times before the job is failed for good.
@@ -128,3 +129,10 @@ def retry_pending_deletions(limit: int = 500) -> dict[str, int]:
     """Delete replaced files whose first delete failed; failures stay queued."""
     deleted, failing = delete_pending(limit=limit)
     return {"deleted": deleted, "still_failing": failing}
+
+
+@task(name="deliver-pending-alerts", cache_policy=NO_CACHE)
+def redeliver_alerts(limit: int = 200) -> dict[str, int]:
+    """Post alerts whose webhook delivery failed earlier (the webhook was down)."""
+    delivered, failing = deliver_pending_alerts(limit=limit)
+    return {"delivered": delivered, "still_failing": failing}

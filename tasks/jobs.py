@@ -14,10 +14,18 @@ from db import limits, queries, session_scope
 from db.base import utcnow
 from domain import JobOptions, JobStatus
 from errors import describe
+from tasks._policy import retry_transient_only
 from tasks.alerts import alert_job_failed
 
 
-@task(name="start-job", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+# Retried only for transient errors (a database blip): a refusal by the daily limit is final.
+@task(
+    name="start-job",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
 def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | None) -> str | None:
     """Attach this flow run to its job (creating it when run straight from a deployment).
 
