@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     daily_generation_limit: int = Field(default=100, ge=0, alias="DAILY_GENERATION_LIMIT")
     daily_budget: Decimal | None = Field(default=None, ge=0, alias="DAILY_BUDGET")
     cost_alert_threshold: Decimal = Field(
-        default=Decimal("1000"), ge=0, alias="COST_ALERT_THRESHOLD"
+        default=Decimal(1000), ge=0, alias="COST_ALERT_THRESHOLD"
     )
     monthly_cost_alert_threshold: Decimal | None = Field(
         default=None, ge=0, alias="MONTHLY_COST_ALERT_THRESHOLD"

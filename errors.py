@@ -6,6 +6,7 @@
     │   └── ProductImageError         no image, unreadable or not an image
     ├── LimitExceeded                 refused by a daily limit or budget (carries ``retry_after``)
     ├── ConfigError                   settings missing or inconsistent
+    ├── NotificationError             an alert could not be delivered to the webhook
     └── PipelineError                 a step of a video job failed
         ├── ProviderError             an AI provider failed
         │   ├── TransientProviderError  429, 5xx, timeouts, connection errors: retry
@@ -13,6 +14,7 @@
         ├── StorageError              the blob store failed
         │   └── TransientStorageError   worth retrying (network, 5xx, throttling)
         ├── VideoCheckError           the delivered video is not fit to publish
+        ├── JobTimedOut               the job's time limit passed (provider request cancelled)
         └── JobCancelled              an admin cancelled the job
 
 The first split answers the caller's real question: did the job do something wrong
@@ -24,6 +26,8 @@ provider messages, never from request headers.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 
 class CatwalkError(Exception):
@@ -60,6 +64,10 @@ class LimitExceeded(CatwalkError):
 
 class ConfigError(CatwalkError):
     """Settings are missing or inconsistent."""
+
+
+class NotificationError(CatwalkError):
+    """An alert could not be delivered (the message never contains the webhook URL)."""
 
 
 class PipelineError(CatwalkError):
@@ -114,6 +122,10 @@ class VideoCheckError(PipelineError):
     """The delivered video failed the pre-publish check (duration, size, codec)."""
 
 
+class JobTimedOut(PipelineError):
+    """The job's time limit (JOB_TIMEOUT_SECONDS) passed; its provider request was cancelled."""
+
+
 class JobCancelled(PipelineError):
     """An admin cancelled the job."""
 
@@ -132,5 +144,8 @@ def describe(exc: BaseException) -> str:
         return exc.user_message
     if isinstance(exc, TimeoutError):
         return f"timed out: {exc}" if str(exc) else "timed out"
+    if isinstance(exc, asyncio.CancelledError):
+        # What Prefect raises inside a task when the flow's time limit interrupts it.
+        return "stopped before finishing: the job ran past its time limit or was cancelled"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"internal error ({type(exc).__name__}){': ' + text if text else ''}"

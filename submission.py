@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 import pricing
 from clients import factory
-from clients.media import normalize_image, read_image_source
+from clients.media import identify_image, read_image_source
 from config import Settings, get_settings
-from db import queries, session_scope
+from db import limits, queries, session_scope
 from db.base import utcnow
 from db.models import JobEvent, VideoJob
 from domain import POSES, JobOptions, JobStatus, Usage
@@ -78,7 +78,7 @@ class LocalProcessLauncher:
             "DATABASE_URL": self._settings.effective_database_url,
         }
         with open(logs / f"job-{job_id}.log", "ab") as log:
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            subprocess.Popen(
                 [sys.executable, "-m", "cli", "run-job", job_id],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -122,7 +122,9 @@ def check_product_image(images: list[str], *, product_id: str) -> None:
         raise ProductImageError(f"product {product_id!r} has no image")
     first = images[0]
     if not first.startswith(("http://", "https://")):
-        normalize_image(read_image_source(first), source=first)
+        # The header says whether it is an image; decoding the pixels (milliseconds to tens
+        # of milliseconds a photo) is left to the job, which re-encodes it anyway.
+        identify_image(read_image_source(first), source=first)
 
 
 def submit_job(
@@ -132,13 +134,24 @@ def submit_job(
     settings: Settings | None = None,
     launcher: Launcher | None = None,
 ) -> Submission:
-    """Record a job for the product and start it in the background."""
+    """Record a job for the product and start it in the background.
+
+    Raises ``LimitExceeded`` (and records nothing) when today's generation limit or budget
+    is used up; a product's job in flight is returned without using another generation.
+    """
     settings = settings or get_settings()
     job_options = JobOptions.from_mapping(options)
+    estimate = pricing.estimate_job_cost(settings)
     with session_scope(settings) as session:
         product = queries.get_product(session=session, product_id=product_id)
         check_product_image(list(product.images), product_id=product_id)
-        job, created = queries.create_job(session=session, product_id=product_id, options=job_options)
+        job, created = limits.admit_job(
+            session=session,
+            settings=settings,
+            product_id=product_id,
+            options=job_options,
+            estimated_cost=estimate,
+        )
         submission = Submission(
             job_id=job.id, status=job.status, created=created, estimated_time=ESTIMATED_JOB_SECONDS
         )

@@ -65,6 +65,18 @@ def normalize_image(data: bytes, *, source: str = "image") -> tuple[bytes, Image
     return out.getvalue(), rgb
 
 
+def identify_image(data: bytes, *, source: str = "image") -> tuple[str, int, int]:
+    """Format, width and height from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format or "", img.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ProductImageError(f"{source} is not a readable image") from exc
+    if min(width, height) < 32:
+        raise ProductImageError(f"{source} is too small ({width}x{height})")
+    return fmt, width, height
+
+
 def load_product_image(images: list[str], *, product_id: str) -> bytes:
     """The first product photo as JPEG bytes, or a clear error."""
     if not images:
@@ -160,6 +172,20 @@ def save_poster(frame_png: Path, out_jpg: Path, *, width: int) -> None:
     try:
         with Image.open(frame_png) as img:
             img.convert("RGB").resize((w, h)).save(out_jpg, format="JPEG", quality=88)
+    except OSError as exc:
+        raise _disk_error(exc, out_jpg) from exc
+
+
+def poster_from_video(video: Path, out_jpg: Path) -> None:
+    """A JPEG poster from a video's first frame (decoded with PyAV, saved with Pillow)."""
+    try:
+        with av.open(str(video)) as container:
+            frame = next(container.decode(video=0))
+            image = frame.to_image()
+    except (av.FFmpegError, StopIteration, IndexError, OSError) as exc:
+        raise VideoCheckError(f"the video file is not playable: {exc}") from exc
+    try:
+        image.convert("RGB").save(out_jpg, format="JPEG", quality=88)
     except OSError as exc:
         raise _disk_error(exc, out_jpg) from exc
 

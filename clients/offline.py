@@ -20,7 +20,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from clients.base import OnProgress, OnSubmitted
 from clients.media import frame_size, render_transition, save_poster
@@ -33,7 +33,7 @@ from domain import (
     Usage,
     VideoRequest,
 )
-from errors import PermanentProviderError, ProviderError, TransientProviderError
+from errors import JobTimedOut, PermanentProviderError, ProviderError, TransientProviderError
 
 IMAGE_OUTPUT_TOKENS = 1290  # what Gemini bills for one output image up to 1024 px
 _SKIN = [(241, 204, 178), (224, 172, 138), (198, 134, 94), (141, 85, 54), (92, 56, 38)]
@@ -41,23 +41,29 @@ _HAIR = [(40, 28, 20), (92, 60, 30), (200, 160, 90), (20, 20, 24), (140, 50, 30)
 
 
 class FaultPlan:
-    """Parses ``OFFLINE_FAIL_STEPS`` ("images", "video:transient", "images:transient:2")."""
+    """Parses ``OFFLINE_FAIL_STEPS``: "images", "video:transient", "images:transient:2"
+    (the first 2 calls fail), "video:transient:30%" (each call fails with probability 0.3).
+    """
 
-    def __init__(self, spec: str) -> None:
-        self._faults: dict[str, tuple[bool, int | None]] = {}
+    def __init__(self, spec: str, *, rng: random.Random | None = None) -> None:
+        self._faults: dict[str, tuple[bool, int | None, float]] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             step, *rest = item.split(":")
             transient = "transient" in rest
             count = next((int(x) for x in rest if x.isdigit()), None)
-            self._faults[step] = (transient, count)
+            rate = next((float(x[:-1]) / 100 for x in rest if x.endswith("%")), 1.0)
+            self._faults[step] = (transient, count, rate)
         self._seen: dict[str, int] = {}
+        self._rng = rng or random.Random()
 
     def check(self, step: str, provider: str) -> None:
         if step not in self._faults:
             return
-        transient, count = self._faults[step]
+        transient, count, rate = self._faults[step]
         self._seen[step] = self._seen.get(step, 0) + 1
         if count is not None and self._seen[step] > count:
+            return
+        if rate < 1.0 and self._rng.random() >= rate:
             return
         cls: type[ProviderError] = TransientProviderError if transient else PermanentProviderError
         kind = "transient" if transient else "permanent"
@@ -133,15 +139,16 @@ def compose_keyframe(
         draw.line([shoulder, elbow, hand], fill=skin, width=arm_w, joint="curve")
         draw.ellipse([hand[0] - 3 * s, hand[1] - 3 * s, hand[0] + 3 * s, hand[1] + 3 * s], fill=skin)
 
-    # Torso wearing the product photo, with rounded shoulders.
+    # The product, cut out of its photo, worn over the torso (sleeves reach past it).
     box = (int(cx - torso_w / 2), int(shoulders_y), int(cx + torso_w / 2), int(hips_y))
-    garment = ImageOps.fit(product.convert("RGB"), (box[2] - box[0], box[3] - box[1]))
-    if not start:
-        garment = ImageOps.mirror(garment)  # the model has turned
-    mask = Image.new("L", garment.size, 0)
-    ImageDraw.Draw(mask).rounded_rectangle([0, 0, *garment.size], radius=int(6 * s), fill=255)
-    frame.paste(garment, box[:2], mask)
-    draw.rounded_rectangle(box, radius=int(6 * s), outline=(40, 40, 40), width=max(1, int(0.6 * s)))
+    draw.rounded_rectangle(box, radius=int(6 * s), fill=skin)
+    garment, garment_mask = _cut_out(product)
+    target_w = int(torso_w * 1.5)
+    target_h = max(1, round(garment.height * target_w / garment.width))
+    target_h = min(target_h, int(h * 0.62))
+    garment = garment.resize((target_w, target_h))
+    garment_mask = garment_mask.resize((target_w, target_h))
+    frame.paste(garment, (int(cx - target_w / 2), int(shoulders_y - 2 * s)), garment_mask)
 
     # Neck, head, hair (identity: same skin and hair in both poses).
     draw.rectangle([cx - 2.5 * s, head_cy + head_r - s, cx + 2.5 * s, shoulders_y + s], fill=skin)
@@ -158,6 +165,27 @@ def compose_keyframe(
     font = _font(max(10, int(3.2 * u)))
     draw.text((3 * u, h - 6 * u), caption[:60], fill=(250, 250, 250), font=font)
     return frame
+
+
+def _cut_out(photo: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The product without its studio background: cropped, with a soft mask.
+
+    The background is whatever a flood fill from the photo's corners reaches (a packshot's
+    plain backdrop); a light garment on a light backdrop keeps its body thanks to its outline.
+    """
+    rgb = photo.convert("RGB")
+    marker = rgb.copy()
+    key = (255, 0, 255)
+    for corner in ((0, 0), (rgb.width - 1, 0), (0, rgb.height - 1), (rgb.width - 1, rgb.height - 1)):
+        if marker.getpixel(corner) != key:
+            ImageDraw.floodfill(marker, corner, key, thresh=18)
+    diff = ImageChops.difference(marker, Image.new("RGB", rgb.size, key)).convert("L")
+    mask = diff.point(lambda v: 255 if v > 0 else 0).filter(ImageFilter.MedianFilter(3))
+    bbox = mask.getbbox()
+    if bbox is None or (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) < 0.05 * rgb.width * rgb.height:
+        # A photo without a plain background: wear the whole photo.
+        return rgb, Image.new("L", rgb.size, 255)
+    return rgb.crop(bbox), mask.crop(bbox).filter(ImageFilter.GaussianBlur(1))
 
 
 class OfflineImageGenerator:
@@ -193,6 +221,8 @@ class OfflineImageGenerator:
             units=Decimal(IMAGE_OUTPUT_TOKENS),
             unit="output_token",
             request_id=f"offline-img-{uuid.uuid4().hex[:12]}",
+            # The same counts Gemini reports, so any price row (per token or per image) applies.
+            details={"output_tokens": IMAGE_OUTPUT_TOKENS, "images": 1},
         )
         return GeneratedImage(data=out.getvalue(), mime_type="image/png", usage=usage)
 
@@ -221,11 +251,17 @@ class OfflineVideoGenerator:
         if resume is None and on_submitted is not None:
             on_submitted(submitted)
         if self._latency:
-            steps = 10
-            for i in range(steps):
-                time.sleep(self._latency / steps)
-                if on_progress is not None:
-                    on_progress(ProviderProgress(request_id=submitted.request_id, status="IN_PROGRESS", fraction=(i + 1) / steps))
+            # Wait like a provider queue: report progress, give up at the job's deadline.
+            began = reported = time.monotonic()
+            while (elapsed := time.monotonic() - began) < self._latency:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimedOut("the video was not ready within the job's time limit")
+                time.sleep(min(0.25, self._latency - elapsed))
+                # Once a second is plenty for a progress bar, and spares the database.
+                if on_progress is not None and time.monotonic() - reported >= 1.0:
+                    reported = time.monotonic()
+                    fraction = min(1.0, (time.monotonic() - began) / self._latency)
+                    on_progress(ProviderProgress(request_id=submitted.request_id, status="IN_PROGRESS", fraction=fraction))
         self._faults.check("video", self.name)
         work_dir.mkdir(parents=True, exist_ok=True)
         start, end = work_dir / "start.png", work_dir / "end.png"
@@ -246,5 +282,6 @@ class OfflineVideoGenerator:
             unit="second",
             resolution=request.resolution,
             request_id=submitted.request_id,
+            details={"seconds": request.duration_seconds},
         )
         return GeneratedVideo(path=str(out), poster_path=str(poster), duration_seconds=float(request.duration_seconds), usage=usage)

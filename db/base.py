@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, Numeric, String
 from sqlalchemy.orm import DeclarativeBase, mapped_column
@@ -60,7 +60,7 @@ IdStr = Annotated[str, mapped_column(String(64), primary_key=True, default=new_i
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSON,
         list[str]: JSON,
         dt.datetime: UTCDateTime(),

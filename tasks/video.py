@@ -16,15 +16,20 @@ from db import queries, session_scope
 from db.base import utcnow
 from domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
 from errors import JobCancelled, ProviderError
-from tasks._policy import attempt, charge, retry_policy
+from tasks._policy import attempt, charge, retry_policy, wait_reporter
 
 _VIDEO_START, _VIDEO_END = 45, 85
 
 
 def _deadline(started_at: dt.datetime | None, timeout_s: int) -> float:
-    """The job's deadline as a monotonic clock value, so the provider can cancel in time."""
+    """The job's deadline as a monotonic clock value, so the provider can cancel in time.
+
+    It falls a little before the flow's own timeout: the provider request is cancelled and
+    the job fails with a clear reason, instead of Prefect interrupting the task mid-call.
+    """
     started = started_at or utcnow()
-    remaining = (started + dt.timedelta(seconds=timeout_s) - utcnow()).total_seconds()
+    margin = min(30.0, timeout_s * 0.1)
+    remaining = (started + dt.timedelta(seconds=timeout_s - margin) - utcnow()).total_seconds()
     return time.monotonic() + max(remaining, 1.0)
 
 
@@ -102,7 +107,7 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     )
     work_dir = Path(settings.work_dir) / job_id
     try:
-        with provider_slot("video"):
+        with provider_slot("video", on_wait=wait_reporter(job_id), deadline=deadline):
             video = generator.animate(
                 request,
                 work_dir=work_dir,

@@ -1,7 +1,7 @@
 """dashboard: sign-in throttle and latest-job-per-product index
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-26 11:05:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import db.base
 
 revision: str = "0005"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

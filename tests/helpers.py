@@ -1,0 +1,65 @@
+"""Small helpers shared by tests: seeding, running a job in-process, reading videos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from db import queries, session_scope
+from db.models import VideoJob
+
+
+@dataclass
+class RecordingLauncher:
+    """A launcher that starts nothing and remembers what it was asked to start."""
+
+    launched: list[dict[str, Any]] = field(default_factory=list)
+
+    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+        self.launched.append({"job_id": job_id, "product_id": product_id, "options": options})
+        return None
+
+
+def run_job_inline(product_id: str, options: dict[str, Any] | None = None) -> VideoJob:
+    """Submit a job and run its flow in this process; returns the job as it ended."""
+    from flows.generate_product_video import generate_product_video
+    from submission import submit_job
+
+    submission = submit_job(product_id, options or {}, launcher=RecordingLauncher())
+    generate_product_video(product_id, options, submission.job_id, return_state=True)
+    return load_job(submission.job_id)
+
+
+def load_job(job_id: str) -> VideoJob:
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        # Touch lazy collections while the session is open.
+        _ = list(job.events), job.product.video_key
+        return job
+
+
+def frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.int16) for f in container.decode(video=0)]
+
+
+def atom_offsets(path: Path) -> dict[str, int]:
+    """Top-level MP4 atoms and where they start (to check faststart: moov before mdat)."""
+    data = path.read_bytes()
+    offsets: dict[str, int] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        name = data[pos + 4 : pos + 8].decode("latin-1")
+        offsets.setdefault(name, pos)
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        if size < 8:
+            break
+        pos += size
+    return offsets
