@@ -153,18 +153,26 @@ def _planned_calls(settings: Settings) -> list[Usage]:
     return [image] * KEYFRAMES_PER_JOB + [video]
 
 
-def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
-    """What one video job is expected to cost: reserved against the daily budget up front."""
+def estimate_calls_cost(
+    settings: Settings | None = None, *, images: int, video: bool, on: dt.date | None = None
+) -> Decimal:
+    """What ``images`` keyframes and (optionally) the video cost with the configured providers."""
     settings = settings or get_settings()
     on = on or dt.datetime.now(dt.UTC).date()
+    image, clip = _planned_calls(settings)[0], _planned_calls(settings)[-1]
     total = Decimal(0)
-    for usage in _planned_calls(settings):
+    for usage in [image] * images + ([clip] if video else []):
         if usage.unit == "image":
             price = find_price(usage, on=on, settings=settings)
             units = Decimal(IMAGE_OUTPUT_TOKENS) if price.unit == "output_token" else Decimal(1)
             usage = Usage(**{**_fields(usage), "units": units, "unit": price.unit})
         total += charge_for(usage, on=on, settings=settings).amount
     return total
+
+
+def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
+    """What one video job is expected to cost: reserved against the daily budget up front."""
+    return estimate_calls_cost(settings, images=KEYFRAMES_PER_JOB, video=True, on=on)
 
 
 def _fields(usage: Usage) -> dict[str, object]:

@@ -31,7 +31,7 @@ from config import Settings, get_settings
 from db import limits, queries, session_scope
 from db.base import utcnow
 from db.models import JobEvent, VideoJob
-from domain import POSES, JobOptions, JobStatus, Usage
+from domain import POSES, JobOptions, JobStatus
 from errors import ConfigError, InputError, ProductImageError
 
 # Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
@@ -179,14 +179,6 @@ class RetryCost:
     note: str = ""
 
 
-def _step_price(usage: Usage, settings: Settings) -> Decimal:
-    # The price row says what a unit is; an estimate needs the units one call bills.
-    price = pricing.find_price(usage, on=utcnow().date(), settings=settings)
-    units = {"image": Decimal(1), "second": usage.units}.get(price.unit, usage.units)
-    units = max(units, price.minimum_units)
-    return (units * price.unit_price).quantize(Decimal("0.000001"))
-
-
 def retry_cost(job_id: str, *, settings: Settings | None = None) -> RetryCost:
     """Estimate, from the price list, what a retry of the job would pay for.
 
@@ -202,30 +194,7 @@ def retry_cost(job_id: str, *, settings: Settings | None = None) -> RetryCost:
     video_stored = video_key is not None and store.head(video_key) is not None
     video_to_make = not video_stored and not has_request
     try:
-        amount = Decimal(0)
-        if missing_images:
-            image = factory.image_generator(settings)
-            usage = Usage(
-                service="nano_banana",
-                provider=image.name,
-                operation="generate_image",
-                model=settings.nano_banana_model,
-                units=Decimal(1290),
-                unit="output_token",
-            )
-            amount += missing_images * _step_price(usage, settings)
-        if video_to_make:
-            video = factory.video_generator(settings)
-            usage = Usage(
-                service="pika",
-                provider=video.name,
-                operation="animate",
-                model=settings.pika_endpoint,
-                units=Decimal(settings.video_duration_seconds),
-                unit="second",
-                resolution=settings.video_resolution,
-            )
-            amount += _step_price(usage, settings)
+        amount = pricing.estimate_calls_cost(settings, images=missing_images, video=video_to_make)
     except ConfigError as exc:
         return RetryCost(None, missing_images, video_to_make, note=exc.user_message)
     return RetryCost(amount, missing_images, video_to_make)

@@ -84,7 +84,8 @@ FILL = [
            CASE WHEN g % 3 = 0 THEN 0.04 ELSE 0.00003 END,
            CASE WHEN g % 3 = 0 THEN 0.2 ELSE 0.0387 END,
            'USD', g % 20 <> 0, 1 + (g % 20 = 0)::int,
-           now() - (interval '90 days') * random()
+           -- Written in time order, as a real ledger is (rows are appended "now").
+           now() - (interval '90 days') * (1 - g::float / %(ledger)s)
     FROM generate_series(1, %(ledger)s) g
     """,
     """
@@ -139,10 +140,17 @@ def main() -> None:
                     {"photo": photo, "products": args.products, "jobs": args.jobs,
                      "ledger": args.ledger, "active": args.active},
                 )
+        # Bulk rows skip record_usage, which keeps the hourly rollup: build it once, as after
+        # an import.
+        from db import session_scope, stats
+
+        with session_scope(get_settings()) as session:
+            rollup_rows = stats.rebuild_hourly_rollup(session=session)
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")  # what autovacuum would have done by now
         results["fill_seconds"] = round(time.perf_counter() - started, 1)
         print(f"filled {args.products:,} products, {args.jobs:,} jobs, {3 * args.jobs:,} events, "
-              f"{args.ledger:,} ledger rows in {results['fill_seconds']} s")
+              f"{args.ledger:,} ledger rows ({rollup_rows:,} hourly rollup rows) in {results['fill_seconds']} s")
 
         results["data_ms"] = _bench_data(args)
         results["render_ms"] = _bench_pages()
@@ -153,8 +161,8 @@ def main() -> None:
         if not args.keep:
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    slowest = max(max(v["cold"] for v in results["data_ms"].values()), max(results["render_ms"].values()))
-    results["slowest_ms"] = round(slowest, 1)
+    results["slowest_cold_render_ms"] = max(v["cold"] for v in results["render_ms"].values())
+    results["slowest_warm_render_ms"] = max(v["warm"] for v in results["render_ms"].values())
     print(json.dumps(results))
 
 
@@ -162,6 +170,8 @@ def _bench_data(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     import logging
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)
+    import streamlit as st
+
     from dashboards import data
 
     some_job = data.jobs(limit=1)[0].id
@@ -189,7 +199,7 @@ def _bench_data(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for label, call in calls.items():
 
         def cold(call: Callable[[], Any] = call) -> None:
-            data.clear()
+            st.cache_data.clear()
             call()
 
         figures[label] = {"cold": round(_timed(cold), 1), "warm": round(_timed(call), 2)}
@@ -198,6 +208,7 @@ def _bench_data(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def _bench_pages() -> dict[str, float]:
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from dashboards import data
@@ -213,20 +224,24 @@ def _bench_pages() -> dict[str, float]:
         "job detail": ("app_pages/job_detail.py", {"job": some_job}, data.job_detail(some_job).job.product_name),  # type: ignore[union-attr]
         "costs": ("app_pages/costs.py", {}, "Costs"),
     }
-    figures = {}
-    print(f"\n{'AppTest render (cold cache)':<28}{'ms':>10}")
+    figures: dict[str, dict[str, float]] = {}
+    print(f"\n{'AppTest render':<28}{'cold ms':>10}{'warm ms':>10}")
     for label, (path, query, title) in pages.items():
 
-        def render(path: str = path, query: dict[str, str] = query, title: str = title) -> None:
-            data.clear()
+        def render(path: str = path, query: dict[str, str] = query, title: str = title, cold: bool = True) -> None:
+            if cold:
+                st.cache_data.clear()
             app.query_params.clear()
             app.query_params.update(query)
             app.switch_page(path).run()
             assert not app.exception, app.exception
             assert title in [t.value for t in app.title], [t.value for t in app.title]
 
-        figures[label] = round(_timed(render), 1)
-        print(f"{label:<28}{figures[label]:>10.1f}")
+        figures[label] = {
+            "cold": round(_timed(render), 1),
+            "warm": round(_timed(lambda render=render: render(cold=False)), 1),
+        }
+        print(f"{label:<28}{figures[label]['cold']:>10.1f}{figures[label]['warm']:>10.1f}")
     return figures
 
 

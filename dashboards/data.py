@@ -5,8 +5,8 @@ databases never share a cache); they return frozen dataclasses or DataFrames, ne
 objects. The few writes the dashboard makes that are not job actions (acknowledging an alert)
 sit at the end, and clear the caches they make stale.
 
-Cost queries here are deliberately minimal: ``db/stats.py`` (pandas statistics) replaces them
-when it lands.
+Spend and today's use come from ``db/stats.py`` and ``db/limits.py``, so the dashboard, the
+HTTP API and ``catwalk stats`` agree to the cent.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from sqlalchemy import Select, and_, func, or_, select
 
 from clients import factory
 from config import Settings, get_settings
-from db import queries, session_scope
+from db import alerts as alerts_db
+from db import limits, queries, session_scope, stats
 from db.base import utcnow
-from db.models import Alert, LedgerEntry, Product, VideoJob
+from db.models import Alert, Product, VideoJob
 from domain import ACTIVE_STATUSES, JobStatus
 
 PRODUCT_FILTERS = ("All", "Has video", "No video", "Failed", "In progress")
@@ -76,8 +77,12 @@ def image_source(ref: str | None) -> str | None:
 
 
 def clear() -> None:
-    """Forget every cached read (after an action changed what they show)."""
-    st.cache_data.clear()
+    """Forget the cached reads an action can change (jobs, products, today's totals, alerts).
+
+    Past days' cost aggregates stay cached: no action changes them.
+    """
+    for cached in (_products, _jobs, _status_counts, _job_detail, _today_usage, _alerts, _ledger_today):
+        cached.clear()
 
 
 # Products ----------------------------------------------------------------------------------
@@ -393,150 +398,103 @@ def prefect_run_url(flow_run_id: str | None) -> str | None:
 
 
 # Costs -------------------------------------------------------------------------------------
+# Spend comes from db/stats.py (the ledger's hourly rollup, days in LIMITS_TIMEZONE) and today's
+# use from db/limits.py, the same numbers the API and `catwalk stats` show. Past days cannot
+# change (ledger rows are written "now"), so their aggregates are cached for an hour under a
+# key holding the dates; only today's are read again often.
 
 
 def zone() -> ZoneInfo:
-    return ZoneInfo(settings().limits_timezone)
+    return limits.limits_zone(settings())
 
 
 def today() -> dt.date:
-    return dt.datetime.now(zone()).date()
+    return limits.limits_day(settings())
 
 
 def day_bounds(day: dt.date, days: int = 1) -> tuple[dt.datetime, dt.datetime]:
     """The UTC instants where ``day`` (in the limits' time zone) starts and ``days`` later ends."""
-    tz = zone()
-    start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
-    end = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(), tzinfo=tz)
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    start, _ = limits.day_bounds(settings(), day)
+    _, end = limits.day_bounds(settings(), day + dt.timedelta(days=days - 1))
+    return start, end
 
 
-# Spend on past days cannot change (ledger rows are written "now"), so their aggregates are
-# cached for an hour under a key holding the dates; only today's rows are read again often.
-
-
-def _cost_by_day_query(first: dt.date, days: int, tz: str) -> pd.DataFrame:
-    start, end = day_bounds(first, days)
-    in_range = and_(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+def _ledger(start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     with session_scope(settings()) as session:
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            local_day = func.date(func.timezone(tz, LedgerEntry.created_at))
-            rows = session.execute(
-                select(local_day, LedgerEntry.service, func.sum(LedgerEntry.amount))
-                .where(in_range)
-                .group_by(local_day, LedgerEntry.service)
-            ).all()
-            frame = pd.DataFrame(rows, columns=["day", "service", "amount"])
-        else:
-            # SQLite has no time zones: group the (embedded-sized) rows here instead.
-            raw = pd.DataFrame(
-                session.execute(select(LedgerEntry.created_at, LedgerEntry.service, LedgerEntry.amount).where(in_range)).all(),
-                columns=["at", "service", "amount"],
-            )
-            raw["day"] = [t.astimezone(ZoneInfo(tz)).date() for t in raw["at"]]
-            frame = raw.groupby(["day", "service"], as_index=False)["amount"].sum()
-    frame["amount"] = frame["amount"].astype(float)
-    frame["day"] = pd.to_datetime(frame["day"])
-    return frame
+        return stats.ledger_frame(session=session, settings=settings(), start=start, end=end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
-def _cost_by_day_history(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
-    return _cost_by_day_query(first, days, tz)
+def _ledger_history(url: str, tz: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _ledger(start, end)
 
 
 @st.cache_data(ttl=COST_TTL, show_spinner=False)
-def _cost_by_day_today(url: str, day: dt.date, tz: str) -> pd.DataFrame:
-    return _cost_by_day_query(day, 1, tz)
+def _ledger_today(url: str, tz: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _ledger(start, end)
+
+
+def _ledger_days(days: int) -> pd.DataFrame:
+    """The ledger frame (per day, service, provider, model, outcome) of the last ``days`` days."""
+    url, tz, last = _url(), settings().limits_timezone, today()
+    today_start, today_end = day_bounds(last)
+    parts = [_ledger_today(url, tz, today_start, today_end)]
+    if days > 1:
+        first_start, _ = day_bounds(last - dt.timedelta(days=days - 1))
+        parts.append(_ledger_history(url, tz, first_start, today_start))
+    filled = [part for part in parts if not part.empty]
+    return pd.concat(filled, ignore_index=True) if filled else parts[0]
 
 
 def cost_by_day(days: int = 30) -> pd.DataFrame:
     """Spend per day (limits' time zone) and service over the last ``days`` days, zeros included."""
-    url, tz, last = _url(), settings().limits_timezone, today()
-    first = last - dt.timedelta(days=days - 1)
-    parts = [_cost_by_day_today(url, last, tz)]
-    if days > 1:
-        parts.append(_cost_by_day_history(url, first, days - 1, tz))
-    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
-    pivot = frame.pivot_table(index="day", columns="service", values="amount", aggfunc="sum", fill_value=0.0)
+    ledger = _ledger_days(days)
+    first = today() - dt.timedelta(days=days - 1)
+    frame = ledger.assign(day=pd.to_datetime(ledger["day"])) if not ledger.empty else ledger
+    pivot = frame.pivot_table(index="day", columns="service", values="cost", aggfunc="sum", fill_value=0.0)
     every_day = pd.date_range(pd.Timestamp(first), periods=days, freq="D", name="day")
     # Both services always get a column, so an idle period still draws (as zeros).
     services = sorted(set(pivot.columns) | {"nano_banana", "pika"})
     return pivot.reindex(index=every_day, columns=services, fill_value=0.0)
 
 
-def _breakdown_query(start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
-    with session_scope(settings()) as session:
-        rows = session.execute(
-            select(
-                LedgerEntry.service,
-                LedgerEntry.provider,
-                LedgerEntry.model,
-                func.count(),
-                func.sum(LedgerEntry.amount),
-            )
-            .where(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
-            .group_by(LedgerEntry.service, LedgerEntry.provider, LedgerEntry.model)
-        ).all()
-    frame = pd.DataFrame(rows, columns=["service", "provider", "model", "calls", "amount"])
-    frame["amount"] = frame["amount"].astype(float)
-    return frame
-
-
-@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
-def _breakdown_history(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
-    return _breakdown_query(start, end)
-
-
-@st.cache_data(ttl=COST_TTL, show_spinner=False)
-def _breakdown_today(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
-    return _breakdown_query(start, end)
-
-
 def cost_breakdown(days: int = 30) -> pd.DataFrame:
     """Calls and spend by service, provider and model over the last ``days`` days."""
-    url, last = _url(), today()
-    today_start, today_end = day_bounds(last)
-    first_start, _ = day_bounds(last - dt.timedelta(days=days - 1))
-    parts = [_breakdown_today(url, today_start, today_end)]
-    if days > 1:
-        parts.append(_breakdown_history(url, first_start, today_start))
-    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
-    frame = frame.groupby(["service", "provider", "model"], as_index=False)[["calls", "amount"]].sum()
+    ledger = _ledger_days(days)
+    if ledger.empty:
+        return pd.DataFrame(columns=["service", "provider", "model", "calls", "amount"])
+    frame = ledger.groupby(["service", "provider", "model"], as_index=False)[["calls", "cost"]].sum()
+    frame = frame.rename(columns={"cost": "amount"})
     return frame.sort_values("amount", ascending=False, ignore_index=True)
 
 
-def _totals(start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
-    """Spend, jobs started and videos delivered between two instants."""
+def _delivered(start: dt.datetime, end: dt.datetime) -> int:
     with session_scope(settings()) as session:
-        spent = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.created_at >= start, LedgerEntry.created_at < end
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(VideoJob)
+                .where(
+                    VideoJob.status == JobStatus.COMPLETED,
+                    VideoJob.completed_at >= start,
+                    VideoJob.completed_at < end,
+                )
             )
+            or 0
         )
-        started = session.scalar(
-            select(func.count()).select_from(VideoJob).where(VideoJob.created_at >= start, VideoJob.created_at < end)
-        )
-        delivered = session.scalar(
-            select(func.count())
-            .select_from(VideoJob)
-            .where(
-                VideoJob.status == JobStatus.COMPLETED,
-                VideoJob.completed_at >= start,
-                VideoJob.completed_at < end,
-            )
-        )
-    return Decimal(spent or 0), int(started or 0), int(delivered or 0)
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
-def _totals_today(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
-    return _totals(start, end)
+def _today_usage(url: str, tz: str, day: dt.date) -> tuple[limits.TodayUsage, int]:
+    s = settings()
+    with session_scope(s) as session:
+        usage = limits.today_usage(session=session, settings=s)
+    return usage, _delivered(*day_bounds(day))
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
-def _totals_history(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
-    return _totals(start, end)
+def _delivered_history(url: str, start: dt.datetime, end: dt.datetime) -> int:
+    return _delivered(start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,20 +519,21 @@ def spend(days: int = 30) -> Spend:
     With ``days=1`` only today is read (the sidebar on every page).
     """
     s, url, day = settings(), _url(), today()
-    start, end = day_bounds(day)
-    spent, generations, delivered = _totals_today(url, start, end)
-    period_spend, period_videos = spent, delivered
+    usage, delivered = _today_usage(url, s.limits_timezone, day)
+    period_spend, period_videos = usage.spend, delivered
     if days > 1:
+        today_start, _ = day_bounds(day)
         first, _ = day_bounds(day - dt.timedelta(days=days - 1))
-        past_spend, _, past_videos = _totals_history(url, first, start)
-        period_spend, period_videos = period_spend + past_spend, period_videos + past_videos
+        history = _ledger_history(url, s.limits_timezone, first, today_start)
+        period_spend += Decimal(str(round(float(history["cost"].sum()), 6))) if not history.empty else Decimal(0)
+        period_videos += _delivered_history(url, first, today_start)
     return Spend(
-        day=day,
-        timezone=s.limits_timezone,
-        spend=spent,
-        generations=generations,
-        generation_limit=s.daily_generation_limit,
-        budget=s.daily_budget,
+        day=usage.day,
+        timezone=usage.timezone,
+        spend=usage.spend,
+        generations=usage.generations,
+        generation_limit=usage.generation_limit,
+        budget=usage.budget,
         period_spend=period_spend,
         period_videos=period_videos,
     )
@@ -613,7 +572,5 @@ def alerts(*, limit: int = 50) -> tuple[AlertRow, ...]:
 def acknowledge_alert(alert_id: str) -> None:
     """Mark an alert as seen (it stays in the list, greyed)."""
     with session_scope(settings()) as session:
-        alert = session.get(Alert, alert_id)
-        if alert is not None and alert.acknowledged_at is None:
-            alert.acknowledged_at = utcnow()
+        alerts_db.acknowledge_alert(session=session, alert_id=alert_id)
     clear()

@@ -27,10 +27,7 @@ def status_label(status: str) -> str:
     return _BADGES.get(status, (status, "gray", ""))[0]
 
 
-def badge(status: str | None) -> None:
-    if status is None:
-        st.badge("No video yet", color="gray", icon=":material/hourglass_empty:")
-        return
+def badge(status: str) -> None:
     label, colour, icon = _BADGES.get(status, (status, "gray", ":material/help:"))
     st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
 

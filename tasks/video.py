@@ -81,6 +81,9 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None
+        if job.cancel_requested:
+            # Cancelled while the keyframes were made: stop before paying for the video.
+            raise JobCancelled("cancelled by an admin")
         if job.video_key and job.poster_key and store.head(job.video_key) is not None:
             logger.info("job %s reuses its stored video", job_id)
             return {"video_key": job.video_key, "poster_key": job.poster_key, "duration": job.video_duration_seconds}

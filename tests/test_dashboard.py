@@ -26,11 +26,10 @@ from clients.keys import object_key
 from clients.media import render_transition
 from config import Settings
 from dashboards import auth
-from db import queries, session_scope
+from db import queries, session_scope, stats
 from db.base import utcnow
 from db.models import Alert, LedgerEntry, Product
 from domain import JobOptions, JobStatus
-from errors import LimitExceeded
 from tests.conftest import reset_settings
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "streamlit_app.py"
@@ -42,14 +41,10 @@ class RecordingLauncher:
     """Records what would have been started; starts nothing."""
 
     launches: list[dict[str, Any]] = field(default_factory=list)
-    refuse_after: int | None = None
 
     def launch(
         self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
     ) -> str | None:
-        if self.refuse_after is not None and len(self.launches) >= self.refuse_after:
-            # What the daily limit says when a batch runs past it.
-            raise LimitExceeded("daily generation limit reached (2 a day)", retry_after_seconds=3600)
         self.launches.append({"job_id": job_id, "product_id": product_id, "options": options, "run_key": run_key})
         return None
 
@@ -291,17 +286,21 @@ def test_generate_for_many_selected_products(admin: Settings, launcher: Recordin
     assert not any(c.value for c in at.checkbox)
 
 
-def test_batch_stops_at_the_daily_limit_and_says_so(admin: Settings) -> None:
-    refusing = RecordingLauncher(refuse_after=2)
-    with submission.use_launcher(refusing):
-        at = signed_in()
-        for product in DEMO_PRODUCTS:
-            at.checkbox(key=f"sel_{product.id}").check()
-        at.run()
-        at.button(key="generate_selected").click().run()
-    assert len(refusing.launches) == 2
-    assert at.warning[0].value == "daily generation limit reached (2 a day) (2 product(s) not started)"
+def test_batch_stops_at_the_daily_limit_and_says_so(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch, launcher: RecordingLauncher
+) -> None:
+    reset_settings(monkeypatch, DAILY_GENERATION_LIMIT="2")
+    at = signed_in()
+    for product in DEMO_PRODUCTS:
+        at.checkbox(key=f"sel_{product.id}").check()
+    at.run()
+    at.button(key="generate_selected").click().run()
+    assert len(launcher.launches) == 2
+    warning = at.warning[0].value
+    assert warning.startswith("daily limit of 2 videos reached; ")
+    assert warning.endswith("(2 product(s) not started)")
     assert "Started 2 video job(s)" in at.success[0].value
+    assert {m.label: m.value for m in at.sidebar.metric}["Videos"] == "2/2"
 
 
 @pytest.mark.parametrize(
@@ -332,6 +331,20 @@ def test_product_search(admin: Settings) -> None:
     at.text_input(key="product_search").input("no such thing").run()
     assert at.checkbox.len == 0
     assert "No product matches" in at.info[0].value
+
+
+def test_products_are_paged(admin: Settings) -> None:
+    photo = seed_photo()
+    with session_scope() as session:
+        for n in range(26):  # 30 products with the demo ones: pages of 12, 12 and 6
+            queries.upsert_product(session=session, product_id=f"extra-{n:02d}", name=f"Extra {n:02d}", images=[photo])
+    at = signed_in()
+    assert at.checkbox.len == 12
+    at.number_input(key="product_page").set_value(3).run()
+    assert at.checkbox.len == 6
+    # A search with fewer matches brings the page back in range instead of showing nothing.
+    at.text_input(key="product_search").input("extra 0").run()
+    assert sorted(c.key for c in at.checkbox) == [f"sel_extra-{n:02d}" for n in range(10)]
 
 
 # Jobs --------------------------------------------------------------------------------------
@@ -491,7 +504,11 @@ def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytes
                     units=Decimal(1), unit="u", unit_price=Decimal(amount), amount=Decimal(amount), created_at=when,
                 )
             )
+        session.flush()
+        stats.rebuild_hourly_rollup(session=session)  # rows added by hand, not by record_usage
         session.add(Alert(kind="daily_cost", dedupe_key="daily:today", message="Spend passed $0.10 today"))
+    # A submission reserves one of today's generations.
+    submission.submit_job("demo-dress", {}, launcher=RecordingLauncher())
     at = signed_in("app_pages/costs.py")
     assert "Europe/Berlin" in texts(at)
     metrics = {m.label: m.value for m in at.metric}
@@ -524,6 +541,8 @@ def test_cost_by_day_uses_the_limits_time_zone(admin: Settings, monkeypatch: pyt
                 unit_price=Decimal(1), amount=Decimal(1), created_at=today_utc,
             )
         )
+        session.flush()
+        stats.rebuild_hourly_rollup(session=session)
     frame = data.cost_by_day(7)
     local_day = today_utc.astimezone(data.zone()).date()
     assert frame.loc[str(local_day), "pika"] == 1.0

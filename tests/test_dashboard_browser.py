@@ -54,6 +54,14 @@ def _free_port() -> int:
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     home = tmp_path / "home"
+    # The offline providers at Gemini's and Pika's list prices, so the costs shown are real sums.
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[[price]]\nprovider = "offline"\nmodel = "*"\nunit = "output_token"\nunit_price = "0.00003"\n'
+        'price_date = "2026-01-01"\n'
+        '[[price]]\nprovider = "offline"\nmodel = "*"\nresolution = "720p"\nunit = "second"\n'
+        'unit_price = "0.04"\nprice_date = "2026-01-01"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DATABASE_URL", "CATWALK_"))}
     env.update(
         CATWALK_HOME=str(home),
@@ -64,6 +72,7 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
         # Slow enough to watch the job move on the jobs page.
         OFFLINE_VIDEO_LATENCY_SECONDS="6",
         PYTHONPATH=str(ROOT),
+        CATWALK_PRICES_FILE=str(prices),
     )
     subprocess.run(
         [sys.executable, "-c", "from cli.demo import seed_demo_catalog; seed_demo_catalog()"],
@@ -123,6 +132,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)  # a loaded 2-core machine renders slowly
         try:
             page.goto(dashboard.url)
             password = page.locator("input[type=password]")
@@ -135,7 +145,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             page.wait_for_timeout(1200)  # the session's back-off after one wrong password is 1 s
             password.fill(dashboard.password)
             page.get_by_role("button", name="Sign in", exact=True).click()
-            expect(page.get_by_role("heading", name="Products")).to_be_visible()
+            expect(page.get_by_role("heading", name="Products", exact=True)).to_be_visible()
             expect(page.locator(".st-key-card_demo-tee img").first).to_be_visible()
             _snap(page, "dashboard-1-products.png")
 
@@ -145,7 +155,7 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.get_by_text(re.compile(r"Started job \w+ for demo-tee"))).to_be_visible()
 
             page.get_by_role("link", name="Jobs").click()
-            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
             done = page.locator("[data-testid=stMetric]").filter(has_text="Done today").locator("[data-testid=stMetricValue]")
             # The fragment refreshes every 2 s without reloading the page: first the job shows
             # up in flight, then it completes.
@@ -156,6 +166,17 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(done).to_have_text("1", timeout=240_000)
             expect(page.get_by_text("In progress (0)")).to_be_visible()
             _snap(page, "dashboard-3-jobs-done.png")
+
+            # Selecting a row of the recent jobs opens the job; coming back stays on the list.
+            grid = page.locator("[data-testid=stDataFrame]").first
+            box = grid.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+            expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
+            page.get_by_role("link", name="All jobs").click()
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
+            page.wait_for_timeout(4500)  # two refreshes of the live fragment
+            expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
 
             page.get_by_role("link", name="Products").click()
             video = page.locator(".st-key-card_demo-tee video")
@@ -179,11 +200,16 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
             expect(page.locator("[data-testid=stImage] img")).to_have_count(2)
             expect(page.locator("video")).to_have_count(1)
+            # Two keyframes (1290 tokens at $0.00003) and 2 s of video at $0.04.
+            cost = page.locator("[data-testid=stMetric]").filter(has_text="Cost").locator("[data-testid=stMetricValue]")
+            expect(cost).to_have_text("$0.1574")
             _snap(page, "dashboard-5-job-detail.png")
 
             page.get_by_role("link", name="Costs").click()
-            expect(page.get_by_role("heading", name="Costs")).to_be_visible()
+            expect(page.get_by_role("heading", name="Costs", exact=True)).to_be_visible()
             expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
+            today = page.locator("[data-testid=stMetric]").filter(has_text="Spent today").locator("[data-testid=stMetricValue]")
+            expect(today).to_have_text("$0.16")
             _snap(page, "dashboard-6-costs.png")
         except BaseException:
             page.screenshot(path=ARTIFACTS / "dashboard-failure.png")

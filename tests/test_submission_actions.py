@@ -182,3 +182,26 @@ def test_cancel_a_running_job_stops_it_in_the_video_step(
     assert (job.status, job.error_message) == (JobStatus.CANCELLED, "cancelled by an admin")
     assert job.completed_at is not None and job.completed_at <= utcnow()
     assert submission.cancel_job(submitted.job_id) is JobStatus.CANCELLED  # idempotent
+
+
+def test_cancel_while_making_keyframes_never_pays_for_the_video(
+    catalog: Settings, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reset_settings(monkeypatch, OFFLINE_IMAGE_LATENCY_SECONDS="1.5", TASK_RETRIES="0")
+    submitted = submission.submit_job("demo-jacket", {}, launcher=Recorder())
+    runner = threading.Thread(
+        target=generate_product_video, args=("demo-jacket", None, submitted.job_id), kwargs={"return_state": True}
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while _job(submitted.job_id).status is not JobStatus.GENERATING_IMAGES:
+            assert time.monotonic() < deadline, "the job never started its keyframes"
+            time.sleep(0.05)
+        assert submission.cancel_job(submitted.job_id) is JobStatus.GENERATING_IMAGES
+    finally:
+        runner.join(timeout=120)
+    job = _job(submitted.job_id)
+    assert job.status is JobStatus.CANCELLED
+    assert job.video_request_id is None
+    assert [service for service, _ in _ledger(submitted.job_id)] == ["nano_banana", "nano_banana"]

@@ -102,7 +102,7 @@ with right:
         column_config={
             "service": st.column_config.TextColumn("Service"),
             "provider": st.column_config.TextColumn("Provider"),
-            "model": st.column_config.TextColumn("Model", width="large"),
+            "model": st.column_config.TextColumn("Model", width="medium"),
             "calls": st.column_config.NumberColumn("Calls"),
             "amount": st.column_config.NumberColumn("Spend", format="$%.4f"),
         },

@@ -7,9 +7,10 @@ import streamlit as st
 
 import submission
 from dashboards import data, ui
-from domain import JobStatus
+from domain import ACTIVE_STATUSES, JobStatus
 from errors import CatwalkError
 
+MAX_CARDS = 24  # a big batch would bury the page; the table below lists every job
 _COUNTERS = (
     (JobStatus.PENDING, "Waiting"),
     (JobStatus.GENERATING_IMAGES, "Keyframes"),
@@ -80,11 +81,14 @@ def live_jobs() -> None:
         column.metric(label, counts.get(status.value, 0))
 
     active = data.active_jobs()
-    st.subheader(f"In progress ({len(active)})")
+    in_flight = sum(counts.get(s.value, 0) for s in ACTIVE_STATUSES)
+    st.subheader(f"In progress ({in_flight})")
     if not active:
         st.info("No job in flight. Start one from **Products**.", icon=":material/check:")
-    for job in active:
+    for job in active[:MAX_CARDS]:
         _active_job(job)
+    if in_flight > MAX_CARDS:
+        st.caption(f"The {MAX_CARDS} newest are shown; filter the table below by status to see the others.")
 
     st.subheader("Recent jobs")
     rows = data.jobs(tuple(st.session_state.get("job_status_filter", ())), st.session_state.get("job_search", ""))
@@ -94,9 +98,12 @@ def live_jobs() -> None:
     frame = _history_frame(rows)
     if frame["prefect"].isna().all():
         frame = frame.drop(columns="prefect")  # no Prefect UI configured (embedded mode)
+    # A fresh key after each use: a selection kept in the session would reopen the job
+    # every time the page is shown again.
+    generation = st.session_state.get("jobs_table_generation", 0)
     event = st.dataframe(
         frame,
-        key="jobs_table",
+        key=f"jobs_table_{generation}",
         hide_index=True,
         width="stretch",
         on_select="rerun",
@@ -116,6 +123,7 @@ def live_jobs() -> None:
     )
     chosen = event.selection.rows if event is not None else []
     if chosen:
+        st.session_state["jobs_table_generation"] = generation + 1
         st.switch_page("app_pages/job_detail.py", query_params={"job": rows[chosen[0]].id})
     st.caption("Select a row to open the job.")
 

@@ -88,8 +88,9 @@ def _product_card(row: data.ProductRow) -> None:
             "COMPLETED" if row.video_key else None
         )
         badge, link = st.columns([3, 2], vertical_alignment="center")
-        with badge:
-            ui.badge(status)
+        if status is not None:  # a product never generated says so in its video box already
+            with badge:
+                ui.badge(status)
         if row.job_id:
             link.page_link(
                 "app_pages/job_detail.py", label="Latest job", icon=":material/receipt_long:",
@@ -120,6 +121,9 @@ status = filter_col.segmented_control(
 page_number = int(st.session_state.get("product_page", 1))
 listing = data.products(search, status, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 pages = max(1, math.ceil(listing.total / PAGE_SIZE))
+if page_number > pages:  # a narrower search or filter: back to its last page
+    page_number = st.session_state["product_page"] = pages
+    listing = data.products(search, status, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 
 selected = [key.removeprefix("sel_") for key, value in st.session_state.items() if key.startswith("sel_") and value]
 with st.container(border=True):
