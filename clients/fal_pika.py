@@ -134,7 +134,9 @@ class FalPikaVideoGenerator:
         self._submit_url = f"{base_url.rstrip('/')}/{self.endpoint}"
         self._poll = poll_interval_seconds
         self._sleep = sleep
-        self._scrub = Scrubber(api_key.get_secret_value())
+        secret = api_key.get_secret_value()
+        # A fal key is "key_id:key_secret"; the secret half alone must not show either.
+        self._scrub = Scrubber(secret, secret.partition(":")[2])
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
             transport=transport,
