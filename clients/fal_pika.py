@@ -192,6 +192,9 @@ class FalPikaVideoGenerator:
                 # The saved request failed or expired: it cannot give a video, and a new
                 # submission is the only way forward (this is not a second payment for it).
                 logger.info("fal: saved request %s is spent (%s); submitting anew", resume.request_id, spent)
+        if deadline is not None and time.monotonic() >= deadline:
+            # Submitting now would only buy a request we must cancel at once.
+            raise JobTimedOut("the job's time limit passed before the video could be requested")
         submitted = self._submit(request)
         if on_submitted is not None:
             try:
