@@ -125,3 +125,47 @@ def charge_for(usage: Usage, *, on: dt.date | None = None, settings: Settings | 
         amount=amount.quantize(Decimal("0.000001")),
         price_date=price.price_date,
     )
+
+
+# Output tokens Gemini bills for one image up to 1024 px (ai.google.dev pricing); used
+# when a model is priced per output token rather than per image.
+IMAGE_OUTPUT_TOKENS = 1290
+KEYFRAMES_PER_JOB = 2
+
+
+def _planned_calls(settings: Settings) -> list[Usage]:
+    """The paid calls one job makes with the configured providers, if each succeeds once."""
+    if settings.image_provider == "offline":
+        image = Usage("nano_banana", "offline", "generate_image", "offline-composer", Decimal(0), "image")
+    else:
+        image = Usage(
+            "nano_banana", "gemini", "generate_image", settings.nano_banana_model, Decimal(0),
+            "image", resolution=settings.image_size,
+        )
+    if settings.video_provider == "offline":
+        video_provider, video_model = "offline", "offline-xfade"
+    else:
+        video_provider, video_model = "fal", settings.pika_endpoint
+    video = Usage(
+        "pika", video_provider, "animate", video_model, Decimal(settings.video_duration_seconds),
+        "second", resolution=settings.video_resolution,
+    )
+    return [image] * KEYFRAMES_PER_JOB + [video]
+
+
+def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
+    """What one video job is expected to cost: reserved against the daily budget up front."""
+    settings = settings or get_settings()
+    on = on or dt.datetime.now(dt.UTC).date()
+    total = Decimal(0)
+    for usage in _planned_calls(settings):
+        if usage.unit == "image":
+            price = find_price(usage, on=on, settings=settings)
+            units = Decimal(IMAGE_OUTPUT_TOKENS) if price.unit == "output_token" else Decimal(1)
+            usage = Usage(**{**_fields(usage), "units": units, "unit": price.unit})
+        total += charge_for(usage, on=on, settings=settings).amount
+    return total
+
+
+def _fields(usage: Usage) -> dict[str, object]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}

@@ -15,6 +15,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from cli import fakes_cmd
+from cli.api_cmd import api
+from cli.worker_cmd import worker
 from clients import factory
 from config import get_settings
 from db import queries, session_scope
@@ -261,3 +263,15 @@ def where() -> None:
     console.print(f"home:     {settings.catwalk_home}")
     console.print(f"database: {settings.effective_database_url.split('@')[-1]}")
     console.print(f"media:    {settings.media_dir}")
+
+
+app.command()(api)
+from cli.alerts_cmd import alerts_app as _alerts_app
+from cli.stats_cmd import stats as _stats
+
+app.command("stats")(_stats)
+app.add_typer(_alerts_app, name="alerts")
+app.command()(worker)
+from cli.dashboard_cmd import register as _register_dashboard
+
+_register_dashboard(app)

@@ -65,6 +65,18 @@ def normalize_image(data: bytes, *, source: str = "image") -> tuple[bytes, Image
     return out.getvalue(), rgb
 
 
+def identify_image(data: bytes, *, source: str = "image") -> tuple[str, int, int]:
+    """Format, width and height from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format or "", img.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ProductImageError(f"{source} is not a readable image") from exc
+    if min(width, height) < 32:
+        raise ProductImageError(f"{source} is too small ({width}x{height})")
+    return fmt, width, height
+
+
 def load_product_image(images: list[str], *, product_id: str) -> bytes:
     """The first product photo as JPEG bytes, or a clear error."""
     if not images:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from prefect.runtime import task_run
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import pricing
 from config import Settings, get_settings
-from db import queries
+from db import queries, session_scope
 from domain import Usage
 from errors import is_transient
+
+logger = logging.getLogger(__name__)
 
 # A provider's retry hint is honoured up to this long; a longer one (a daily quota) is left
 # to the backoff and the retry budget rather than parking a worker for it.
@@ -61,6 +65,18 @@ def retry_policy() -> dict[str, Any]:
     }
 
 
+def wait_reporter(job_id: str) -> Callable[[str | None], None]:
+    """An ``on_wait`` callback for ``provider_slot``: shows why the job waits, then clears it."""
+
+    def report(reason: str | None) -> None:
+        with session_scope() as session:
+            job = queries.get_job(session=session, job_id=job_id)
+            if job is not None and job.wait_reason != reason:
+                job.wait_reason = reason
+
+    return report
+
+
 def attempt() -> int:
     """This task run's attempt number (1 on the first try)."""
     count = task_run.run_count
@@ -83,3 +99,17 @@ def charge(
         succeeded=succeeded,
         note=note,
     )
+    # Spend alerts look at committed spend, so they run once this transaction commits.
+    if not session.info.get("spend_check_pending"):
+        session.info["spend_check_pending"] = True
+        event.listen(session, "after_commit", _check_spend_after_commit, once=True)
+
+
+def _check_spend_after_commit(session: Session) -> None:
+    session.info.pop("spend_check_pending", None)
+    from tasks.alerts import check_spend_alerts
+
+    try:
+        check_spend_alerts()
+    except Exception:  # the call is paid and recorded: an alert problem must not fail it
+        logger.exception("spend alert check failed; housekeeping will deliver pending alerts")

@@ -1,0 +1,288 @@
+"""How fast the HTTP API answers a submission under load (NFR-001: within 1 second).
+
+    python bench/api.py [--clients 50] [--requests 500] [--queue 5000] [--db sqlite|postgresql]
+
+What it does:
+1. Makes a throwaway catwalk home (and, with ``--db postgresql``, a throwaway database on
+   the local server), seeds ``--queue`` products that each have a PENDING job (a busy
+   queue) and ``--requests`` fresh products, all with a real photo (every submission reads
+   and decodes it, as in production).
+2. Starts the API in its own process: a real uvicorn server on a free port, the app from
+   ``api.create_app``. Its launcher *records* each job instead of starting a flow run: 500
+   flow runs (each a Python process with Prefect) would measure this machine, not the API.
+3. ``--clients`` concurrent HTTP clients POST one submission per fresh product, then GET
+   each job back. Prints p50/p95/p99/max per endpoint.
+4. Times the real embedded launcher apart: ``LocalProcessLauncher.launch`` (the Popen of
+   ``catwalk run-job``) for jobs that do not exist, so each child exits after its imports
+   instead of running a flow. That is the time the launcher adds to a request.
+
+The last line is JSON with ``post_p50_ms`` and ``post_p95_ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "bench-token-" + uuid.uuid4().hex
+PREFIX = "/api/admin/video-generation"
+
+
+class CountingLauncher:
+    """Starts nothing; counts what it was asked to start."""
+
+    def __init__(self) -> None:
+        self.launched = 0
+
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], **_: object
+    ) -> str | None:
+        self.launched += 1
+        return None
+
+
+def _serve() -> None:
+    """Child mode: serve the API for the settings in the environment until stdin closes."""
+    from api import create_app
+    from api.server import running_server
+    from config import get_settings
+
+    app = create_app(get_settings(), launcher=CountingLauncher(), token=os.environ["BENCH_TOKEN"])
+    with running_server(app, backlog=2048) as url:
+        print(url, flush=True)
+        sys.stdin.read()
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _summary(name: str, values: list[float]) -> dict[str, float]:
+    figures = {
+        "p50": _percentile(values, 50),
+        "p95": _percentile(values, 95),
+        "p99": _percentile(values, 99),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+    print(
+        f"{name:<5} n={len(values):<5} "
+        + "  ".join(f"{k}={v * 1000:7.1f} ms" for k, v in figures.items())
+    )
+    return figures
+
+
+def _seed(settings: Any, *, queue: int, fresh: int) -> list[str]:
+    from sqlalchemy import insert
+
+    from catalog import DEMO_PRODUCTS, write_demo_photos
+    from db import session_scope
+    from db.models import Product, VideoJob
+    from domain import JobStatus
+
+    photo = str(write_demo_photos(settings.catwalk_home / "photos")[DEMO_PRODUCTS[0].id])
+    busy = [f"busy-{i:06d}" for i in range(queue)]
+    new = [f"bench-{i:06d}" for i in range(fresh)]
+    with session_scope(settings) as session:
+        session.execute(
+            insert(Product), [{"id": p, "name": p, "images": [photo]} for p in busy + new]
+        )
+        if busy:
+            session.execute(
+                insert(VideoJob),
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "product_id": p,
+                        "status": JobStatus.PENDING,
+                        "options": {"modelType": "female", "videoStyle": "smooth"},
+                        "identity_seed": n + 1,
+                    }
+                    for n, p in enumerate(busy)
+                ],
+            )
+    return new
+
+
+async def _load(base_url: str, products: list[str], clients: int) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    post_times: list[float] = []
+    get_times: list[float] = []
+    codes: dict[str, int] = {}
+    job_ids: list[str] = []
+
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as http:
+        pending = list(products)
+
+        async def poster() -> None:
+            while pending:
+                product = pending.pop()
+                started = time.perf_counter()
+                response = await http.post(PREFIX, json={"productId": product})
+                post_times.append(time.perf_counter() - started)
+                key = f"POST {response.status_code}"
+                codes[key] = codes.get(key, 0) + 1
+                if response.status_code in (200, 202):
+                    job_ids.append(response.json()["jobId"])
+
+        wall = time.perf_counter()
+        await asyncio.gather(*(poster() for _ in range(clients)))
+        post_wall = time.perf_counter() - wall
+
+        to_get = list(job_ids)
+
+        async def getter() -> None:
+            while to_get:
+                job_id = to_get.pop()
+                started = time.perf_counter()
+                response = await http.get(f"{PREFIX}/{job_id}")
+                get_times.append(time.perf_counter() - started)
+                key = f"GET {response.status_code}"
+                codes[key] = codes.get(key, 0) + 1
+
+        await asyncio.gather(*(getter() for _ in range(clients)))
+    return {"post": post_times, "get": get_times, "codes": codes, "post_wall": post_wall}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _time_local_launcher(settings: Any, runs: int) -> list[float]:
+    from submission import LocalProcessLauncher
+
+    launcher = LocalProcessLauncher(settings)
+    times = []
+    for n in range(runs):
+        started = time.perf_counter()
+        launcher.launch(job_id=f"bench-no-such-job-{n}", product_id="none", options={})
+        times.append(time.perf_counter() - started)
+        time.sleep(0.2)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--queue", type=int, default=5000, help="PENDING jobs already queued")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server where --db postgresql makes (and drops) its throwaway database",
+    )
+    parser.add_argument("--launch-runs", type=int, default=5, help="real LocalProcessLauncher runs")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _serve()
+        return
+
+    home = Path(tempfile.mkdtemp(prefix="catwalk-bench-api-"))
+    env = {**os.environ, "CATWALK_HOME": str(home), "BENCH_TOKEN": TOKEN}
+    env.pop("DATABASE_URL", None)
+    pg_name = None
+    if args.db == "postgresql":
+        import psycopg
+
+        pg_name = f"catwalk_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(args.pg_admin, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{pg_name}"')
+        env["DATABASE_URL"] = f"{args.pg_admin.rsplit('/', 1)[0]}/{pg_name}"
+    os.environ.update({k: env[k] for k in ("CATWALK_HOME",) + (("DATABASE_URL",) if pg_name else ())})
+
+    from config import get_settings
+    from db import dispose_engines
+
+    settings = get_settings()
+    try:
+        started = time.perf_counter()
+        products = _seed(settings, queue=args.queue, fresh=args.requests)
+        print(
+            f"seeded {args.queue} PENDING jobs and {args.requests} fresh products "
+            f"on {args.db} in {time.perf_counter() - started:.1f} s"
+        )
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve"],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        try:
+            assert server.stdout is not None
+            base_url = server.stdout.readline().strip()
+            if not base_url.startswith("http"):
+                raise SystemExit("the API server did not start")
+            print(f"API at {base_url} (uvicorn, 1 process; launcher records, starts no flows)")
+            print(f"{args.clients} concurrent clients, {args.requests} POSTs then as many GETs")
+            cpu_before = _cpu_seconds(server.pid)
+            result = asyncio.run(_load(base_url, products, args.clients))
+            server_cpu = _cpu_seconds(server.pid) - cpu_before
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=60)
+        post = _summary("POST", result["post"])
+        get = _summary("GET", result["get"])
+        print(f"POST throughput {len(result['post']) / result['post_wall']:.0f}/s; "
+              f"status codes {result['codes']}")
+        served = len(result["post"]) + len(result["get"])
+        print(
+            f"server CPU {server_cpu:.2f} s for {served} requests: "
+            f"{server_cpu / served * 1000:.1f} ms a request; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} CPUs (a shared machine: latency includes waiting for a CPU)"
+        )
+        launch = _time_local_launcher(settings, args.launch_runs) if args.launch_runs else []
+        if launch:
+            print(
+                f"LocalProcessLauncher.launch (Popen of catwalk run-job): "
+                f"median {statistics.median(launch) * 1000:.1f} ms, max {max(launch) * 1000:.1f} ms "
+                f"over {len(launch)} runs"
+            )
+        figures = {
+            "post_p50_ms": round(post["p50"] * 1000, 1),
+            "post_p95_ms": round(post["p95"] * 1000, 1),
+            "post_p99_ms": round(post["p99"] * 1000, 1),
+            "post_max_ms": round(post["max"] * 1000, 1),
+            "get_p50_ms": round(get["p50"] * 1000, 1),
+            "get_p95_ms": round(get["p95"] * 1000, 1),
+            "local_launch_ms_median": round(statistics.median(launch) * 1000, 1) if launch else None,
+            "server_cpu_ms_per_request": round(server_cpu / served * 1000, 2),
+            "load_average": round(os.getloadavg()[0], 1),
+            "clients": args.clients,
+            "requests": args.requests,
+            "queue_pending": args.queue,
+            "db": args.db,
+            "launcher": "recording",
+            "status_codes": result["codes"],
+        }
+        print(json.dumps(figures))
+    finally:
+        dispose_engines()
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(args.pg_admin, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
