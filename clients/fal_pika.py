@@ -134,7 +134,9 @@ class FalPikaVideoGenerator:
         self._submit_url = f"{base_url.rstrip('/')}/{self.endpoint}"
         self._poll = poll_interval_seconds
         self._sleep = sleep
-        self._scrub = Scrubber(api_key.get_secret_value())
+        secret = api_key.get_secret_value()
+        # A fal key is "key_id:key_secret"; the secret half alone must not show either.
+        self._scrub = Scrubber(secret, secret.partition(":")[2])
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
             transport=transport,
@@ -190,6 +192,9 @@ class FalPikaVideoGenerator:
                 # The saved request failed or expired: it cannot give a video, and a new
                 # submission is the only way forward (this is not a second payment for it).
                 logger.info("fal: saved request %s is spent (%s); submitting anew", resume.request_id, spent)
+        if deadline is not None and time.monotonic() >= deadline:
+            # Submitting now would only buy a request we must cancel at once.
+            raise JobTimedOut("the job's time limit passed before the video could be requested")
         submitted = self._submit(request)
         if on_submitted is not None:
             try:

@@ -253,6 +253,8 @@ class FakeGemini:
         model_type = "male" if _MALE.search(prompt) else "female"
         if parsed["images"]:
             product = Image.open(io.BytesIO(parsed["images"][0])).convert("RGB")
+            # The composer's cut-out is pure-Python per pixel: a thumbnail keeps the fake quick.
+            product.thumbnail((256, 256))  # wider than the torso it is worn on
         else:
             product = Image.new("RGB", (64, 64), (120, 120, 130))
         frame = compose_keyframe(product, pose=pose, model_type=model_type, seed=parsed["seed"],

@@ -152,6 +152,12 @@ def test_cancel_when_the_deadline_passes(fal: FakeFal, url: str, tmp_path: Path)
     assert state["cancel"] == 1 and state["requests"][saved[0].request_id]["cancelled"] is True
 
 
+def test_no_submit_once_the_deadline_has_passed(fal: FakeFal, url: str, tmp_path: Path) -> None:
+    with pytest.raises(JobTimedOut):
+        _client(url).animate(_request(), work_dir=tmp_path, deadline=time.monotonic() - 1)
+    assert fal.state()["submit"] == 0
+
+
 def test_cancel_when_an_admin_cancels(fal: FakeFal, url: str, tmp_path: Path) -> None:
     def on_progress(progress: ProviderProgress) -> None:
         if progress.status == "IN_PROGRESS":

@@ -1,0 +1,34 @@
+"""Clients and fakes stay below the orchestration: no Prefect, tasks, flows or db imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = ("prefect", "tasks", "flows", "db", "dashboards")
+# clients/limits.py holds Prefect's concurrency limits on purpose (its docstring says why).
+EXEMPT = {"limits.py"}
+MODULES = sorted(p for p in [*ROOT.glob("clients/*.py"), *ROOT.glob("fakes/*.py")] if p.name not in EXEMPT)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_upward_imports(path: Path) -> None:
+    assert not _imports(path) & set(FORBIDDEN)
+
+
+def test_the_provider_modules_are_checked() -> None:
+    names = {f"{p.parent.name}/{p.name}" for p in MODULES}
+    assert {"clients/gemini.py", "clients/fal_pika.py", "fakes/gemini.py", "fakes/fal.py"} <= names
