@@ -174,6 +174,9 @@ def _cut_out(photo: Image.Image) -> tuple[Image.Image, Image.Image]:
     plain backdrop); a light garment on a light backdrop keeps its body thanks to its outline.
     """
     rgb = photo.convert("RGB")
+    # The garment is drawn a few hundred pixels wide; a smaller copy keeps the flood fill
+    # (pure Python inside Pillow) fast on large packshots.
+    rgb.thumbnail((480, 480))
     marker = rgb.copy()
     key = (255, 0, 255)
     for corner in ((0, 0), (rgb.width - 1, 0), (0, rgb.height - 1), (rgb.width - 1, rgb.height - 1)):
