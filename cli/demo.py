@@ -78,16 +78,21 @@ def run_demo(*, limit: int, console: Console) -> None:
                 job = queries.get_job(session=session, job_id=submission.job_id)
                 assert job is not None
                 progress.update(bar, completed=job.progress, step=job.status.value)
-                results.append((product_id, job.id, job.status, job.error_message, job.video_key))
+                results.append((product_id, job.id, job.status, job.error_message, job.video_key, job.total_cost))
 
     store = factory.blob_store()
-    table = Table("product", "job", "status", "video")
-    table.columns[3].overflow = "fold"
-    for product_id, job_id, status, error, video_key in results:
-        where = store.url(video_key).removeprefix("file://") if video_key else (error or "-")
+    table = Table("product", "job", "status", "cost $")
+    videos = []
+    for product_id, job_id, status, error, video_key, cost in results:
         colour = "green" if status is JobStatus.COMPLETED else "red"
-        table.add_row(product_id, job_id[:12], f"[{colour}]{status.value}[/]", where)
+        table.add_row(product_id, job_id[:12], f"[{colour}]{status.value}[/]", f"{cost:.4f}")
+        where = store.url(video_key).removeprefix("file://") if video_key else f"failed: {error}"
+        videos.append(f"  {product_id}: {where}")
     console.print(table)
+    # Full paths on lines of their own, so a terminal of any width can copy them.
+    console.print("videos:", soft_wrap=True)
+    for line in videos:
+        console.print(line, soft_wrap=True, highlight=False)
     done = sum(1 for r in results if r[2] is JobStatus.COMPLETED)
     console.print(
         f"{done}/{len(results)} videos in {time.monotonic() - started:.0f} s. "
