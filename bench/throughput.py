@@ -276,8 +276,10 @@ class Bench:
         return len(cancelled)
 
     def ledger(self, job_ids: list[str]) -> dict[str, Any]:
+        from sqlalchemy import func, select
+
         from db import session_scope
-        from db.models import LedgerEntry, VideoJob
+        from db.models import JobEvent, LedgerEntry, VideoJob
         from domain import JobStatus
 
         with session_scope() as session:
@@ -285,6 +287,9 @@ class Bench:
                 LedgerEntry.job_id.in_(job_ids)
             ).all()
             statuses = Counter(s.value for (s,) in session.query(VideoJob.status).filter(VideoJob.id.in_(job_ids)))
+            failures = session.scalar(
+                select(func.count()).select_from(JobEvent).where(JobEvent.job_id.in_(job_ids), JobEvent.kind == "failed")
+            )
         paid = [r for r in rows if r.succeeded]
         per_job: dict[tuple[str, str], int] = Counter((r.job_id, r.service) for r in paid)
         needed = {"nano_banana": 2, "pika": 1}
@@ -295,6 +300,7 @@ class Bench:
             "paid_calls": len(paid),
             "attempted_unpaid": len(rows) - len(paid),
             "rebought": rebought,
+            "failed_attempts": int(failures or 0),
         }
 
 
@@ -408,7 +414,8 @@ def faults(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> N
     fault_free = 3 * n
     _say(
         f"  completed {led['completed']}/{n} {led['statuses']}; paid calls {led['paid_calls']} "
-        f"(fault-free run needs {fault_free}); failed attempts (unpaid) {led['attempted_unpaid']}; "
+        f"(fault-free run needs {fault_free}); failed attempts {led['failed_attempts']} "
+        f"({led['attempted_unpaid']} of them billed); "
         f"re-bought {led['rebought']}"
     )
     summary.update(
@@ -416,6 +423,7 @@ def faults(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> N
         fault_jobs_completed=led["completed"],
         paid_calls=led["paid_calls"],
         paid_calls_ratio=round(led["paid_calls"] / fault_free, 3),
+        failed_attempts=led["failed_attempts"],
         rebought_calls=led["rebought"],
     )
 

@@ -22,6 +22,10 @@ from config import get_settings
 console = Console()
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def worker(
     port: Annotated[int, typer.Option(help="Port of the managed Prefect server (0: any free one).")] = 4200,
     name: Annotated[str | None, typer.Option(help="Worker name (default: catwalk-HOSTNAME).")] = None,
@@ -56,7 +60,7 @@ def worker(
             f"worker running; PREFECT_API_URL={os.environ['PREFECT_API_URL']} "
             "(set it, with CATWALK_LAUNCHER=deployment, for `catwalk generate` and the dashboard)"
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
         worker_process.wait()
     except KeyboardInterrupt:
         console.print("stopping")
