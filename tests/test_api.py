@@ -415,6 +415,13 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
     assert props("JobState") >= {
         "jobId", "status", "progress", "currentStep", "estimatedTimeRemaining", "result", "error", "cost"
     }
+    job_state = schemas["JobState"]
+    # Optional keys are absent, never null; estimatedTimeRemaining is always there (or null).
+    assert set(job_state["required"]) == {
+        "jobId", "productId", "status", "progress", "currentStep", "estimatedTimeRemaining"
+    }
+    for key in ("result", "error", "cost"):
+        assert "anyOf" not in job_state["properties"][key]
     assert props("JobResult") == {"videoUrl", "thumbnailUrl", "duration"}
     assert props("JobCost") == {"nanoBanana", "pikaLabs", "total"}
     assert props("GenerationStats") == {
