@@ -37,13 +37,16 @@ from clients import factory
 from config import Settings, get_settings
 from db import get_engine, queries, session_scope
 from domain import JobStatus
-from errors import CatwalkError, InputError, LimitExceeded, ProductImageError
+from errors import CatwalkError, InputError, LimitExceeded, ProductImageError, ProductNotFound
 from submission import Launcher, default_launcher, submit_job
 
 PREFIX = "/api/admin/video-generation"
 
 _UNAUTHORIZED = {"model": ErrorBody, "description": "Missing or wrong bearer token."}
-_INVALID = {"model": ValidationErrorBody, "description": "Malformed body, unknown product, bad option."}
+_INVALID = {
+    "model": ValidationErrorBody,
+    "description": "Malformed body, unknown product, unusable photo, bad option.",
+}
 
 
 def _require_token(
@@ -177,9 +180,11 @@ def create_app(
                 content={"detail": exc.user_message, "retryAfter": retry_after},
                 headers={"Retry-After": str(retry_after)},
             )
-        except InputError as exc:
-            kind = "product_image" if isinstance(exc, ProductImageError) else "product_not_found"
+        except (ProductNotFound, ProductImageError) as exc:
+            kind = "product_not_found" if isinstance(exc, ProductNotFound) else "product_image"
             return _invalid(exc.user_message, [_issue(["body", "productId"], exc.user_message, kind)])
+        except InputError as exc:
+            return _invalid(exc.user_message, [_issue(["body"], exc.user_message, "invalid_input")])
         except ValueError as exc:  # options the request model let through but jobs refuse
             return _invalid(str(exc), [_issue(["body", "options"], str(exc), "value_error")])
         except CatwalkError as exc:

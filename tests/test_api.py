@@ -199,6 +199,19 @@ def test_bad_requests_are_422_with_a_clear_message(
         assert queries.list_jobs(session=session) == []
 
 
+def test_refusals_name_the_field_and_the_reason(client: TestClient, products: list[str]) -> None:
+    unknown = client.post(PREFIX, json={"productId": "nope"}).json()["errors"]
+    bare = client.post(PREFIX, json={"productId": "no-photo"}).json()["errors"]
+    bad_option = client.post(
+        PREFIX, json={"productId": "demo-tee", "options": {"modelType": "robot"}}
+    ).json()["errors"]
+    assert unknown == [
+        {"loc": ["body", "productId"], "msg": "unknown product 'nope'", "type": "product_not_found"}
+    ]
+    assert [(e["loc"], e["type"]) for e in bare] == [(["body", "productId"], "product_image")]
+    assert [e["loc"] for e in bad_option] == [["body", "options", "modelType"]]
+
+
 def test_malformed_json_is_422(client: TestClient, products: list[str]) -> None:
     response = client.post(
         PREFIX, content=b'{"productId": "demo-tee",', headers={"Content-Type": "application/json"}
