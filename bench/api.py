@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -277,6 +278,7 @@ def main() -> None:
         print(json.dumps(figures))
     finally:
         dispose_engines()
+        shutil.rmtree(home, ignore_errors=True)
         if pg_name:
             import psycopg
 
