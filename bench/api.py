@@ -61,7 +61,12 @@ def _serve() -> None:
     from api.server import running_server
     from config import get_settings
 
-    app = create_app(get_settings(), launcher=CountingLauncher(), token=os.environ["BENCH_TOKEN"])
+    app = create_app(
+        get_settings(),
+        launcher=CountingLauncher(),
+        token=os.environ["BENCH_TOKEN"],
+        threads=int(os.environ["BENCH_THREADS"]),
+    )
     with running_server(app, backlog=2048) as url:
         print(url, flush=True)
         sys.stdin.read()
@@ -192,6 +197,7 @@ def main() -> None:
         "--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="server where --db postgresql makes (and drops) its throwaway database",
     )
+    parser.add_argument("--threads", type=int, default=None, help="the API's handler threads")
     parser.add_argument("--launch-runs", type=int, default=5, help="real LocalProcessLauncher runs")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,7 +206,15 @@ def main() -> None:
         return
 
     home = Path(tempfile.mkdtemp(prefix="catwalk-bench-api-"))
-    env = {**os.environ, "CATWALK_HOME": str(home), "BENCH_TOKEN": TOKEN}
+    from api.app import DEFAULT_THREADS
+
+    threads = args.threads or DEFAULT_THREADS
+    env = {
+        **os.environ,
+        "CATWALK_HOME": str(home),
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_THREADS": str(threads),
+    }
     env.pop("DATABASE_URL", None)
     pg_name = None
     if args.db == "postgresql":
@@ -232,7 +246,10 @@ def main() -> None:
             base_url = server.stdout.readline().strip()
             if not base_url.startswith("http"):
                 raise SystemExit("the API server did not start")
-            print(f"API at {base_url} (uvicorn, 1 process; launcher records, starts no flows)")
+            print(
+                f"API at {base_url} (uvicorn, 1 process, {threads} handler threads; "
+                "launcher records, starts no flows)"
+            )
             print(f"{args.clients} concurrent clients, {args.requests} POSTs then as many GETs")
             cpu_before = _cpu_seconds(server.pid)
             result = asyncio.run(_load(base_url, products, args.clients))
@@ -268,6 +285,7 @@ def main() -> None:
             "local_launch_ms_median": round(statistics.median(launch) * 1000, 1) if launch else None,
             "server_cpu_ms_per_request": round(server_cpu / served * 1000, 2),
             "load_average": round(os.getloadavg()[0], 1),
+            "threads": threads,
             "clients": args.clients,
             "requests": args.requests,
             "queue_pending": args.queue,
