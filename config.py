@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     # Admin access.
     admin_password: SecretStr | None = Field(default=None, alias="CATWALK_ADMIN_PASSWORD")
     admin_password_hash: str | None = Field(default=None, alias="CATWALK_ADMIN_PASSWORD_HASH")
+    # With OIDC sign-in (Streamlit's st.login), only these e-mail addresses are admins.
+    admin_emails: str = Field(default="", alias="CATWALK_ADMIN_EMAILS")
     api_token: SecretStr | None = Field(default=None, alias="CATWALK_API_TOKEN")
     prefect_ui_url: str | None = Field(default=None, alias="CATWALK_PREFECT_UI_URL")
 

@@ -6,6 +6,7 @@
     │   └── ProductImageError         no image, unreadable or not an image
     ├── LimitExceeded                 refused by a daily limit or budget (carries ``retry_after``)
     ├── ConfigError                   settings missing or inconsistent
+    ├── NotificationError             an alert could not be delivered to the webhook
     └── PipelineError                 a step of a video job failed
         ├── ProviderError             an AI provider failed
         │   ├── TransientProviderError  429, 5xx, timeouts, connection errors: retry
@@ -63,6 +64,10 @@ class LimitExceeded(CatwalkError):
 
 class ConfigError(CatwalkError):
     """Settings are missing or inconsistent."""
+
+
+class NotificationError(CatwalkError):
+    """An alert could not be delivered (the message never contains the webhook URL)."""
 
 
 class PipelineError(CatwalkError):

@@ -92,13 +92,30 @@ def find_price(usage: Usage, *, on: dt.date, settings: Settings | None = None) -
     return candidates[-1]
 
 
+# Where a call's usage keeps a count in another unit than the one it is recorded in: a
+# per-image price (Gemini 3 Pro Image) applied to a call recorded in output tokens.
+_UNIT_DETAILS = {"image": "images", "output_token": "output_tokens", "second": "seconds"}
+
+
+def _billed_units(usage: Usage, price: Price) -> Decimal:
+    if price.unit in ("*", usage.unit):
+        return usage.units
+    key = _UNIT_DETAILS.get(price.unit, price.unit)
+    if key not in usage.details:
+        raise ConfigError(
+            f"price for {usage.provider} {usage.model} is per {price.unit}, "
+            f"but the call was recorded in {usage.unit}s"
+        )
+    return Decimal(str(usage.details[key]))
+
+
 def charge_for(usage: Usage, *, on: dt.date | None = None, settings: Settings | None = None) -> Charge:
     """The amount one call costs, from its usage and the price list."""
     on = on or dt.datetime.now(dt.UTC).date()
     price = find_price(usage, on=on, settings=settings)
     if not usage.billed:
         return Charge(unit_price=price.unit_price, amount=Decimal(0), price_date=price.price_date)
-    units = max(usage.units, price.minimum_units)
+    units = max(_billed_units(usage, price), price.minimum_units)
     amount = units * price.unit_price
     input_tokens = usage.details.get("input_tokens")
     if input_tokens:
@@ -108,3 +125,47 @@ def charge_for(usage: Usage, *, on: dt.date | None = None, settings: Settings | 
         amount=amount.quantize(Decimal("0.000001")),
         price_date=price.price_date,
     )
+
+
+# Output tokens Gemini bills for one image up to 1024 px (ai.google.dev pricing); used
+# when a model is priced per output token rather than per image.
+IMAGE_OUTPUT_TOKENS = 1290
+KEYFRAMES_PER_JOB = 2
+
+
+def _planned_calls(settings: Settings) -> list[Usage]:
+    """The paid calls one job makes with the configured providers, if each succeeds once."""
+    if settings.image_provider == "offline":
+        image = Usage("nano_banana", "offline", "generate_image", "offline-composer", Decimal(0), "image")
+    else:
+        image = Usage(
+            "nano_banana", "gemini", "generate_image", settings.nano_banana_model, Decimal(0),
+            "image", resolution=settings.image_size,
+        )
+    if settings.video_provider == "offline":
+        video_provider, video_model = "offline", "offline-xfade"
+    else:
+        video_provider, video_model = "fal", settings.pika_endpoint
+    video = Usage(
+        "pika", video_provider, "animate", video_model, Decimal(settings.video_duration_seconds),
+        "second", resolution=settings.video_resolution,
+    )
+    return [image] * KEYFRAMES_PER_JOB + [video]
+
+
+def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
+    """What one video job is expected to cost: reserved against the daily budget up front."""
+    settings = settings or get_settings()
+    on = on or dt.datetime.now(dt.UTC).date()
+    total = Decimal(0)
+    for usage in _planned_calls(settings):
+        if usage.unit == "image":
+            price = find_price(usage, on=on, settings=settings)
+            units = Decimal(IMAGE_OUTPUT_TOKENS) if price.unit == "output_token" else Decimal(1)
+            usage = Usage(**{**_fields(usage), "units": units, "unit": price.unit})
+        total += charge_for(usage, on=on, settings=settings).amount
+    return total
+
+
+def _fields(usage: Usage) -> dict[str, object]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}

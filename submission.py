@@ -3,6 +3,11 @@
 ``submit_job`` validates the request, records the job (or returns the product's job in
 flight), and hands it to a launcher that starts the flow run in the background. It answers
 as soon as the job is recorded: the flow never runs inside the request.
+
+``retry_job`` re-runs a failed or cancelled job under its own id (the steps reuse what the job
+already paid for), ``retry_cost`` says first what the re-run may still cost, and
+``cancel_job`` asks a job to stop. ``use_launcher`` swaps the launcher for a block (tests,
+the dashboard's tests) without patching.
 """
 
 from __future__ import annotations
@@ -10,14 +15,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+import pricing
+from clients import factory
 from clients.media import identify_image, read_image_source
 from config import Settings, get_settings
-from db import queries, session_scope
-from domain import JobOptions, JobStatus
-from errors import ProductImageError
+from db import limits, queries, session_scope
+from db.base import utcnow
+from db.models import JobEvent, VideoJob
+from domain import POSES, JobOptions, JobStatus, Usage
+from errors import ConfigError, InputError, ProductImageError
 
 # Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
 # and render ~60-120 s, publish a few seconds): the contract's ``estimatedTime``.
@@ -33,9 +48,15 @@ class Submission:
 
 
 class Launcher(Protocol):
-    """Starts the flow run for a recorded job; returns the run's id when known."""
+    """Starts the flow run for a recorded job; returns the run's id when known.
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None: ...
+    ``run_key`` names this run of the job (a retry is a new run of the same job); launchers
+    that deduplicate starts (Prefect's idempotency key) use it, others ignore it.
+    """
+
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None: ...
 
 
 class LocalProcessLauncher:
@@ -44,7 +65,9 @@ class LocalProcessLauncher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None:
         logs = self._settings.logs_dir
         logs.mkdir(parents=True, exist_ok=True)
         # The child must see the same home and database even when this process's settings
@@ -66,7 +89,22 @@ class LocalProcessLauncher:
         return None
 
 
+_launcher_override: list[Launcher] = []
+
+
+@contextmanager
+def use_launcher(launcher: Launcher) -> Iterator[None]:
+    """Start jobs with ``launcher`` inside the block (tests; the CLI demo's in-process runs)."""
+    _launcher_override.append(launcher)
+    try:
+        yield
+    finally:
+        _launcher_override.remove(launcher)
+
+
 def default_launcher(settings: Settings) -> Launcher:
+    if _launcher_override:
+        return _launcher_override[-1]
     if settings.launcher == "local":
         return LocalProcessLauncher(settings)
     from deployments.launcher import DeploymentLauncher
@@ -96,13 +134,24 @@ def submit_job(
     settings: Settings | None = None,
     launcher: Launcher | None = None,
 ) -> Submission:
-    """Record a job for the product and start it in the background."""
+    """Record a job for the product and start it in the background.
+
+    Raises ``LimitExceeded`` (and records nothing) when today's generation limit or budget
+    is used up; a product's job in flight is returned without using another generation.
+    """
     settings = settings or get_settings()
     job_options = JobOptions.from_mapping(options)
+    estimate = pricing.estimate_job_cost(settings)
     with session_scope(settings) as session:
         product = queries.get_product(session=session, product_id=product_id)
         check_product_image(list(product.images), product_id=product_id)
-        job, created = queries.create_job(session=session, product_id=product_id, options=job_options)
+        job, created = limits.admit_job(
+            session=session,
+            settings=settings,
+            product_id=product_id,
+            options=job_options,
+            estimated_cost=estimate,
+        )
         submission = Submission(
             job_id=job.id, status=job.status, created=created, estimated_time=ESTIMATED_JOB_SECONDS
         )
@@ -115,3 +164,172 @@ def submit_job(
                 if job is not None and job.flow_run_id is None:
                     job.flow_run_id = run_id
     return submission
+
+
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryCost:
+    """What re-running a job may still cost: only the steps it has not paid for yet."""
+
+    amount: Decimal | None  # None when no price is configured for a step still to do
+    images_to_make: int
+    video_to_make: bool
+    note: str = ""
+
+
+def _step_price(usage: Usage, settings: Settings) -> Decimal:
+    # The price row says what a unit is; an estimate needs the units one call bills.
+    price = pricing.find_price(usage, on=utcnow().date(), settings=settings)
+    units = {"image": Decimal(1), "second": usage.units}.get(price.unit, usage.units)
+    units = max(units, price.minimum_units)
+    return (units * price.unit_price).quantize(Decimal("0.000001"))
+
+
+def retry_cost(job_id: str, *, settings: Settings | None = None) -> RetryCost:
+    """Estimate, from the price list, what a retry of the job would pay for.
+
+    Stored keyframes are reused; a video already stored, or a provider request already
+    accepted (re-attached, not resubmitted), costs nothing more.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        missing_images = sum(1 for pose in POSES if pose not in job.image_keys)
+        video_key, has_request = job.video_key, bool(job.video_request_urls)
+    store = factory.blob_store(settings)
+    video_stored = video_key is not None and store.head(video_key) is not None
+    video_to_make = not video_stored and not has_request
+    try:
+        amount = Decimal(0)
+        if missing_images:
+            image = factory.image_generator(settings)
+            usage = Usage(
+                service="nano_banana",
+                provider=image.name,
+                operation="generate_image",
+                model=settings.nano_banana_model,
+                units=Decimal(1290),
+                unit="output_token",
+            )
+            amount += missing_images * _step_price(usage, settings)
+        if video_to_make:
+            video = factory.video_generator(settings)
+            usage = Usage(
+                service="pika",
+                provider=video.name,
+                operation="animate",
+                model=settings.pika_endpoint,
+                units=Decimal(settings.video_duration_seconds),
+                unit="second",
+                resolution=settings.video_resolution,
+            )
+            amount += _step_price(usage, settings)
+    except ConfigError as exc:
+        return RetryCost(None, missing_images, video_to_make, note=exc.user_message)
+    return RetryCost(amount, missing_images, video_to_make)
+
+
+def _job_or_error(session: Any, job_id: str) -> VideoJob:
+    job = queries.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise InputError(f"unknown job {job_id!r}")
+    return job
+
+
+def retry_job(
+    job_id: str, *, settings: Settings | None = None, launcher: Launcher | None = None
+) -> Submission:
+    """Re-run a FAILED or CANCELLED job under the same id, reusing what it paid for.
+
+    The job goes back to PENDING at 0 % (its steps skip ahead over stored keyframes and
+    re-attach to a saved video request) and a new flow run starts for it.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        if job.status not in RETRYABLE_STATUSES:
+            raise InputError(f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried")
+        running = queries.active_job_for(session=session, product_id=job.product_id)
+        if running is not None:
+            raise InputError(f"product {job.product_id} already has job {running.id} in progress")
+        generation = 1 + (
+            session.scalar(
+                select(func.count()).where(JobEvent.job_id == job_id, JobEvent.step == "retry")
+            )
+            or 0
+        )
+        product_id, options = job.product_id, dict(job.options)
+        job.status = JobStatus.PENDING
+        job.progress = 0
+        job.current_step = f"queued (retry {generation})"
+        job.wait_reason = None
+        job.error_message = None
+        job.cancel_requested = False
+        job.started_at = None
+        job.completed_at = None
+        job.queue_position = None
+        job.flow_run_id = None
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:
+            # Another submission won the race for the product's one active slot.
+            raise InputError(f"product {product_id} already has a job in progress") from exc
+        queries.record_event(
+            session=session, job_id=job_id, step="retry", kind="info", message=f"retry {generation} requested"
+        )
+    launcher = launcher or default_launcher(settings)
+    run_id = launcher.launch(
+        job_id=job_id, product_id=product_id, options=options, run_key=f"job-{job_id}-retry-{generation}"
+    )
+    if run_id:
+        with session_scope(settings) as session:
+            session.execute(
+                update(VideoJob).where(VideoJob.id == job_id, VideoJob.flow_run_id.is_(None)).values(flow_run_id=run_id)
+            )
+    return Submission(job_id=job_id, status=JobStatus.PENDING, created=True, estimated_time=ESTIMATED_JOB_SECONDS)
+
+
+def cancel_job(job_id: str, *, settings: Settings | None = None) -> JobStatus:
+    """Ask a job to stop; returns its status afterwards.
+
+    A job that never started (PENDING, no step begun) ends CANCELLED at once, so a run that
+    starts later finds it final and does nothing. A running job gets ``cancel_requested``;
+    its video step checks it while it waits and stops with ``JobCancelled``.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        if job.status.is_final:
+            return job.status
+        # One conditional UPDATE, so a worker moving the job on at the same moment either
+        # sees CANCELLED or is told through cancel_requested; never neither.
+        never_started = session.execute(
+            update(VideoJob)
+            .where(VideoJob.id == job_id, VideoJob.status == JobStatus.PENDING, VideoJob.started_at.is_(None))
+            .values(
+                status=JobStatus.CANCELLED,
+                cancel_requested=True,
+                current_step="cancelled",
+                wait_reason=None,
+                error_message="cancelled by an admin",
+                completed_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not never_started:
+            session.execute(
+                update(VideoJob).where(VideoJob.id == job_id).values(cancel_requested=True)
+                .execution_options(synchronize_session=False)
+            )
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="cancel",
+            kind="info",
+            message="cancelled before it started" if never_started else "cancel requested by an admin",
+        )
+    with session_scope(settings) as session:
+        return _job_or_error(session, job_id).status

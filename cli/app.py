@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import fakes_cmd
 from cli.api_cmd import api
+from cli.worker_cmd import worker
 from clients import factory
 from config import get_settings
 from db import queries, session_scope
@@ -30,6 +32,7 @@ app = typer.Typer(
 )
 products_app = typer.Typer(help="List, add and import products.", invoke_without_command=True)
 app.add_typer(products_app, name="products")
+app.command(name="fakes")(fakes_cmd.fakes)
 
 console = Console()
 err = Console(stderr=True)
@@ -263,3 +266,12 @@ def where() -> None:
 
 
 app.command()(api)
+from cli.alerts_cmd import alerts_app as _alerts_app
+from cli.stats_cmd import stats as _stats
+
+app.command("stats")(_stats)
+app.add_typer(_alerts_app, name="alerts")
+app.command()(worker)
+from cli.dashboard_cmd import register as _register_dashboard
+
+_register_dashboard(app)

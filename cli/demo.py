@@ -21,7 +21,9 @@ from submission import submit_job
 class _InProcess:
     """A launcher that starts nothing: the demo runs each flow itself, in this process."""
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None:
         return None
 
 

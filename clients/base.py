@@ -73,4 +73,19 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def url(self, key: str) -> str: ...
+    def url(self, key: str) -> str:
+        """The URL to hand out now (presigned and expiring when SIGNED_URLS is on)."""
+        ...
+
+    def public_url(self, key: str) -> str:
+        """The object's lasting address: never expires, safe to write to the database."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers an alert's text to admins (a Slack-compatible webhook)."""
+
+    name: str
+
+    def send(self, text: str) -> None: ...

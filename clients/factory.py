@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from clients.base import BlobStore, ImageGenerator, VideoGenerator
+from clients.alerts import WebhookNotifier
+from clients.base import BlobStore, ImageGenerator, Notifier, VideoGenerator
 from clients.offline import FaultPlan, OfflineImageGenerator, OfflineVideoGenerator
-from clients.storage import LocalBlobStore
+from clients.storage import LocalBlobStore, S3BlobStore
 from config import Settings, get_settings
 from errors import ConfigError
 
@@ -34,6 +35,10 @@ def image_generator(settings: Settings | None = None) -> ImageGenerator:
             latency_seconds=settings.offline_image_latency_seconds,
             faults=_fault_plan(settings.offline_fail_steps),
         )
+    if settings.image_provider == "nano-banana":
+        from clients.gemini import GeminiImageGenerator
+
+        return GeminiImageGenerator.from_settings(settings)
     raise ConfigError(f"image provider {settings.image_provider!r} is not available")
 
 
@@ -47,6 +52,10 @@ def video_generator(settings: Settings | None = None) -> VideoGenerator:
             latency_seconds=settings.offline_video_latency_seconds,
             faults=_fault_plan(settings.offline_fail_steps),
         )
+    if settings.video_provider == "pika":
+        from clients.fal_pika import FalPikaVideoGenerator
+
+        return FalPikaVideoGenerator.from_settings(settings)
     raise ConfigError(f"video provider {settings.video_provider!r} is not available")
 
 
@@ -56,13 +65,25 @@ def blob_store(settings: Settings | None = None) -> BlobStore:
     settings = settings or get_settings()
     if settings.storage_backend == "local":
         return LocalBlobStore(settings.media_dir)
+    if settings.storage_backend == "s3":
+        return S3BlobStore.from_settings(settings)
     raise ConfigError(f"storage backend {settings.storage_backend!r} is not available")
+
+
+def notifier(settings: Settings | None = None) -> Notifier | None:
+    """Where alerts go; None when no ``ALERT_WEBHOOK_URL`` is set (alerts stay in the dashboard)."""
+    if "notifier" in _overrides:
+        return _overrides["notifier"]  # type: ignore[return-value]
+    settings = settings or get_settings()
+    if settings.alert_webhook_url is None:
+        return None
+    return WebhookNotifier(settings.alert_webhook_url)
 
 
 @contextmanager
 def override(**implementations: object) -> Iterator[None]:
-    """Use the given implementations (keys: image, video, storage) inside the block."""
-    unknown = set(implementations) - {"image", "video", "storage"}
+    """Use the given implementations (keys: image, video, storage, notifier) inside the block."""
+    unknown = set(implementations) - {"image", "video", "storage", "notifier"}
     if unknown:
         raise ValueError(f"unknown capability: {', '.join(sorted(unknown))}")
     saved = dict(_overrides)

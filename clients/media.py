@@ -176,6 +176,20 @@ def save_poster(frame_png: Path, out_jpg: Path, *, width: int) -> None:
         raise _disk_error(exc, out_jpg) from exc
 
 
+def poster_from_video(video: Path, out_jpg: Path) -> None:
+    """A JPEG poster from a video's first frame (decoded with PyAV, saved with Pillow)."""
+    try:
+        with av.open(str(video)) as container:
+            frame = next(container.decode(video=0))
+            image = frame.to_image()
+    except (av.FFmpegError, StopIteration, IndexError, OSError) as exc:
+        raise VideoCheckError(f"the video file is not playable: {exc}") from exc
+    try:
+        image.convert("RGB").save(out_jpg, format="JPEG", quality=88)
+    except OSError as exc:
+        raise _disk_error(exc, out_jpg) from exc
+
+
 def probe_video(path: Path) -> VideoFacts:
     """Duration, size and codec of an MP4, read with PyAV (decodes every frame)."""
     try:

@@ -41,23 +41,29 @@ _HAIR = [(40, 28, 20), (92, 60, 30), (200, 160, 90), (20, 20, 24), (140, 50, 30)
 
 
 class FaultPlan:
-    """Parses ``OFFLINE_FAIL_STEPS`` ("images", "video:transient", "images:transient:2")."""
+    """Parses ``OFFLINE_FAIL_STEPS``: "images", "video:transient", "images:transient:2"
+    (the first 2 calls fail), "video:transient:30%" (each call fails with probability 0.3).
+    """
 
-    def __init__(self, spec: str) -> None:
-        self._faults: dict[str, tuple[bool, int | None]] = {}
+    def __init__(self, spec: str, *, rng: random.Random | None = None) -> None:
+        self._faults: dict[str, tuple[bool, int | None, float]] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             step, *rest = item.split(":")
             transient = "transient" in rest
             count = next((int(x) for x in rest if x.isdigit()), None)
-            self._faults[step] = (transient, count)
+            rate = next((float(x[:-1]) / 100 for x in rest if x.endswith("%")), 1.0)
+            self._faults[step] = (transient, count, rate)
         self._seen: dict[str, int] = {}
+        self._rng = rng or random.Random()
 
     def check(self, step: str, provider: str) -> None:
         if step not in self._faults:
             return
-        transient, count = self._faults[step]
+        transient, count, rate = self._faults[step]
         self._seen[step] = self._seen.get(step, 0) + 1
         if count is not None and self._seen[step] > count:
+            return
+        if rate < 1.0 and self._rng.random() >= rate:
             return
         cls: type[ProviderError] = TransientProviderError if transient else PermanentProviderError
         kind = "transient" if transient else "permanent"
@@ -215,6 +221,8 @@ class OfflineImageGenerator:
             units=Decimal(IMAGE_OUTPUT_TOKENS),
             unit="output_token",
             request_id=f"offline-img-{uuid.uuid4().hex[:12]}",
+            # The same counts Gemini reports, so any price row (per token or per image) applies.
+            details={"output_tokens": IMAGE_OUTPUT_TOKENS, "images": 1},
         )
         return GeneratedImage(data=out.getvalue(), mime_type="image/png", usage=usage)
 
@@ -274,5 +282,6 @@ class OfflineVideoGenerator:
             unit="second",
             resolution=request.resolution,
             request_id=submitted.request_id,
+            details={"seconds": request.duration_seconds},
         )
         return GeneratedVideo(path=str(out), poster_path=str(poster), duration_seconds=float(request.duration_seconds), usage=usage)

@@ -10,13 +10,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import new_id, utcnow
-from db.models import JobEvent, LedgerEntry, PendingDeletion, Product, VideoJob
+from db.base import Base, new_id, utcnow
+from db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
 from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from errors import ProductNotFound
+from errors import ConfigError, ProductNotFound
 
 
 def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
@@ -133,9 +135,15 @@ def record_usage(
     attempt: int = 1,
     succeeded: bool = True,
     note: str | None = None,
+    at: dt.datetime | None = None,
 ) -> LedgerEntry:
-    """Add one ledger row and re-derive the job's totals from the ledger."""
+    """Add one ledger row (and its hourly rollup) and re-derive the job's totals from the ledger.
+
+    ``at`` is when the call was made (now unless given: imports and tests back-date rows).
+    """
+    at = at or utcnow()
     entry = LedgerEntry(
+        created_at=at,
         job_id=job_id,
         service=usage.service,
         provider=usage.provider,
@@ -154,9 +162,33 @@ def record_usage(
     )
     session.add(entry)
     session.flush()
+    _add_to_hourly_rollup(session=session, entry=entry)
     if job_id is not None:
         refresh_job_costs(session=session, job_id=job_id)
     return entry
+
+
+def _add_to_hourly_rollup(*, session: Session, entry: LedgerEntry) -> None:
+    values = {
+        "hour": entry.created_at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0),
+        "service": entry.service,
+        "provider": entry.provider,
+        "model": entry.model,
+        "resolution": entry.resolution or "",
+        "succeeded": entry.succeeded,
+        "amount": entry.amount,
+        "calls": 1,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(LedgerHour).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["hour", "service", "provider", "model", "resolution", "succeeded"],
+        set_={
+            "amount": LedgerHour.amount + stmt.excluded.amount,
+            "calls": LedgerHour.calls + stmt.excluded.calls,
+        },
+    )
+    session.execute(stmt)
 
 
 def refresh_job_costs(*, session: Session, job_id: str) -> None:
@@ -192,13 +224,16 @@ def switch_product_video(
 ) -> list[str]:
     """Point the product at the job's new files; return the keys it pointed at before.
 
-    Runs inside the caller's transaction: the product switches to the new video and the
-    old files are queued for deletion together, or not at all.
+    Runs inside the caller's transaction: the product switches to the new video, the job
+    that made the old one stops referring to it, and the old files are queued for deletion,
+    together or not at all. ``video_url`` must be a lasting URL (``BlobStore.public_url``),
+    never a presigned one. Calling it again for the same job changes nothing.
     """
     product = session.get(Product, job.product_id, with_for_update=True)
     if product is None:
         raise ProductNotFound(job.product_id)
     old_keys = [k for k in (product.video_key, product.poster_key) if k]
+    previous_job_id = product.video_job_id
     product.video_key = video_key
     product.poster_key = poster_key
     product.video_url = video_url
@@ -208,7 +243,35 @@ def switch_product_video(
     stale = [k for k in old_keys if k not in new_keys]
     for key in stale:
         session.add(PendingDeletion(key=key, reason=f"replaced by job {job.id}"))
+    previous = session.get(VideoJob, previous_job_id) if previous_job_id else None
+    if previous is not None and previous.id != job.id and stale:
+        # The old job's record must not point at files about to be deleted; its event
+        # keeps the history of what it published and what replaced it.
+        record_event(
+            session=session,
+            job_id=previous.id,
+            step="publish",
+            kind="info",
+            message=f"video {previous.video_key} replaced by job {job.id}",
+        )
+        if previous.video_key in stale:
+            previous.video_key = None
+        if previous.poster_key in stale:
+            previous.poster_key = None
     return stale
+
+
+def key_in_use(*, session: Session, key: str) -> bool:
+    """True when a product or a job still refers to ``key`` (such a file is never deleted)."""
+    product = session.scalars(
+        select(Product.id).where((Product.video_key == key) | (Product.poster_key == key)).limit(1)
+    ).first()
+    if product is not None:
+        return True
+    job = session.scalars(
+        select(VideoJob.id).where((VideoJob.video_key == key) | (VideoJob.poster_key == key)).limit(1)
+    ).first()
+    return job is not None
 
 
 def pending_deletions(*, session: Session, limit: int = 100) -> Sequence[PendingDeletion]:
@@ -220,12 +283,15 @@ def pending_deletions(*, session: Session, limit: int = 100) -> Sequence[Pending
     ).all()
 
 
-def record_deletion_attempt(*, session: Session, deletion_id: int, error: str | None) -> None:
+def record_deletion_attempt(
+    *, session: Session, deletion_id: int, error: str | None, note: str | None = None
+) -> None:
+    """Count one attempt; an attempt without error closes the row (``note`` says why)."""
     row = session.get(PendingDeletion, deletion_id)
     if row is None:
         return
     row.attempts += 1
-    row.last_error = error
+    row.last_error = error if error is not None else note
     if error is None:
         row.done_at = utcnow()
 
@@ -266,3 +332,56 @@ def job_to_contract(
     if job.error_message:
         payload["error"] = job.error_message
     return payload
+
+
+def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, Any], key: str) -> bool:
+    """Insert one row unless one with the same ``key`` exists; True when this call inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both backends, so many writers racing on the
+    same key (workers, retries, replicas) leave exactly one row and never an error.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    else:
+        raise ConfigError(f"database {dialect!r} is not supported")
+    result = session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def products_needing_video(
+    *, session: Session, stale_before: dt.datetime, limit: int | None = None
+) -> list[str]:
+    """Ids of products with no video, or one older than ``stale_before``, and no job in flight."""
+    in_flight = select(VideoJob.product_id).where(VideoJob.status.in_(ACTIVE_STATUSES))
+    stmt = (
+        select(Product.id)
+        .where(
+            (Product.video_key.is_(None)) | (Product.video_updated_at < stale_before),
+            Product.id.not_in(in_flight),
+        )
+        .order_by(Product.video_updated_at.is_not(None), Product.video_updated_at, Product.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt).all())
+
+
+def active_jobs(*, session: Session, created_before: dt.datetime) -> Sequence[VideoJob]:
+    """Jobs still in flight that were recorded before ``created_before``."""
+    return session.scalars(
+        select(VideoJob)
+        .where(VideoJob.status.in_(ACTIVE_STATUSES), VideoJob.created_at < created_before)
+        .order_by(VideoJob.created_at)
+    ).all()
+
+
+def count_events(*, session: Session, job_id: str, step: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id, JobEvent.step == step)
+        )
+        or 0
+    )

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect.runtime import task_run
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import pricing
-from config import get_settings
-from db import queries
+from config import Settings, get_settings
+from db import queries, session_scope
 from domain import Usage
 from errors import is_transient
+
+logger = logging.getLogger(__name__)
+
+# A provider's retry hint is honoured up to this long; a longer one (a daily quota) is left
+# to the backoff and the retry budget rather than parking a worker for it.
+MAX_RETRY_HINT_SECONDS = 120.0
 
 
 def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
@@ -19,8 +29,28 @@ def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
     try:
         state.result()
     except BaseException as exc:  # noqa: BLE001 - we only classify, never swallow
-        return is_transient(exc)
+        if not is_transient(exc):
+            return False
+        wait_out_retry_hint(exc)
+        return True
     return False
+
+
+def wait_out_retry_hint(
+    exc: BaseException, *, settings: Settings | None = None, sleep: Callable[[float], None] = time.sleep
+) -> float:
+    """Wait what the provider asked (429 RetryInfo / Retry-After) before the retry is scheduled.
+
+    Prefect's retry delays are fixed on the decorator, so the hint is honoured here, on top of
+    the backoff. ``RETRY_DELAY_SECONDS=0`` (tests) turns every wait off. Returns the wait.
+    """
+    settings = settings or get_settings()
+    hint = getattr(exc, "retry_after_seconds", None)
+    if not hint or settings.retry_delay_seconds <= 0:
+        return 0.0
+    wait = min(float(hint), MAX_RETRY_HINT_SECONDS)
+    sleep(wait)
+    return wait
 
 
 def retry_policy() -> dict[str, Any]:
@@ -33,6 +63,18 @@ def retry_policy() -> dict[str, Any]:
         "retry_jitter_factor": 0.5 if any(delays) else None,
         "retry_condition_fn": retry_transient_only,
     }
+
+
+def wait_reporter(job_id: str) -> Callable[[str | None], None]:
+    """An ``on_wait`` callback for ``provider_slot``: shows why the job waits, then clears it."""
+
+    def report(reason: str | None) -> None:
+        with session_scope() as session:
+            job = queries.get_job(session=session, job_id=job_id)
+            if job is not None and job.wait_reason != reason:
+                job.wait_reason = reason
+
+    return report
 
 
 def attempt() -> int:
@@ -57,3 +99,17 @@ def charge(
         succeeded=succeeded,
         note=note,
     )
+    # Spend alerts look at committed spend, so they run once this transaction commits.
+    if not session.info.get("spend_check_pending"):
+        session.info["spend_check_pending"] = True
+        event.listen(session, "after_commit", _check_spend_after_commit, once=True)
+
+
+def _check_spend_after_commit(session: Session) -> None:
+    session.info.pop("spend_check_pending", None)
+    from tasks.alerts import check_spend_alerts
+
+    try:
+        check_spend_alerts()
+    except Exception:  # the call is paid and recorded: an alert problem must not fail it
+        logger.exception("spend alert check failed; housekeeping will deliver pending alerts")

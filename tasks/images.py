@@ -11,7 +11,7 @@ from clients.media import load_product_image
 from db import queries, session_scope
 from domain import POSES, ImageRequest, JobOptions, JobStatus
 from errors import ProviderError
-from tasks._policy import attempt, charge, retry_policy
+from tasks._policy import attempt, charge, retry_policy, wait_reporter
 
 _PROGRESS_AFTER = {"start": 25, "end": 45}
 
@@ -43,7 +43,9 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
         seed, name, images = job.identity_seed, product.name, list(product.images)
         product_id = product.id
 
-    todo = [pose for pose in POSES if pose not in keys]
+    # Reuse only what is really stored (a keyframe saved on the job but gone from storage,
+    # say after a bucket change, is made again rather than failing the video step).
+    todo = [pose for pose in POSES if pose not in keys or store.head(keys[pose]) is None]
     if not todo:
         logger.info("job %s reuses both stored keyframes", job_id)
         return keys
@@ -58,7 +60,7 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
             product_name=name,
         )
         try:
-            with provider_slot("image"):
+            with provider_slot("image", on_wait=wait_reporter(job_id)):
                 image = generator.generate(request)
         except ProviderError as exc:
             with session_scope() as session:

@@ -8,13 +8,24 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from db import queries, session_scope
+import pricing
+from config import get_settings
+from db import limits, queries, session_scope
 from db.base import utcnow
 from domain import JobOptions, JobStatus
 from errors import describe
+from tasks._policy import retry_transient_only
+from tasks.alerts import alert_job_failed
 
 
-@task(name="start-job", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+# Retried only for transient errors (a database blip): a refusal by the daily limit is final.
+@task(
+    name="start-job",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
 def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | None) -> str | None:
     """Attach this flow run to its job (creating it when run straight from a deployment).
 
@@ -25,8 +36,14 @@ def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | Non
     run_id = str(flow_run.id) if flow_run.id else None
     with session_scope() as session:
         if job_id is None:
-            job, created = queries.create_job(
-                session=session, product_id=product_id, options=JobOptions.from_mapping(options)
+            # A run started straight from a deployment is a submission too: same limits.
+            settings = get_settings()
+            job, created = limits.admit_job(
+                session=session,
+                settings=settings,
+                product_id=product_id,
+                options=JobOptions.from_mapping(options),
+                estimated_cost=pricing.estimate_job_cost(settings),
             )
             if not created and job.flow_run_id not in (None, run_id):
                 logger.info("product %s already has job %s in flight", product_id, job.id)
@@ -61,5 +78,10 @@ def fail_job(job_id: str, error: BaseException) -> str:
         job.wait_reason = None
         job.completed_at = utcnow()
         queries.record_event(session=session, job_id=job_id, step=step, kind="failed", message=message)
+        limits.reconcile_job(session=session, job_id=job_id)
+        product_id = job.product_id
     get_run_logger().error("job %s failed: %s", job_id, message)
+    if not cancelled:
+        # REQ-009: a failure for good notifies the admins, once per job whoever reports it.
+        alert_job_failed(job_id=job_id, product_id=product_id, message=f"{step}: {message}")
     return message

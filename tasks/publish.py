@@ -16,20 +16,31 @@ from prefect import get_run_logger, task
 from clients import factory
 from clients.media import check_video
 from config import get_settings
-from db import queries, session_scope
+from db import limits, queries, session_scope
 from db.base import utcnow
 from domain import JobStatus
-from errors import CatwalkError, StorageError
+from errors import CatwalkError, StorageError, describe
 from tasks._policy import attempt, retry_policy
 
 
 def delete_pending(*, limit: int = 100) -> tuple[int, int]:
-    """Delete files queued for deletion; returns (deleted, still failing)."""
+    """Delete files queued for deletion; returns (deleted, still failing).
+
+    Housekeeping calls this on a schedule; publishing calls it right after a switch. A
+    failed delete keeps its row (attempts and last error recorded) for the next call. A key
+    the database still refers to is never deleted, whatever queued it.
+    """
     store = factory.blob_store()
     deleted = failed = 0
     with session_scope() as session:
         todo = [(d.id, d.key) for d in queries.pending_deletions(session=session, limit=limit)]
     for deletion_id, key in todo:
+        with session_scope() as session:
+            if queries.key_in_use(session=session, key=key):
+                queries.record_deletion_attempt(
+                    session=session, deletion_id=deletion_id, error=None, note="kept: still in use"
+                )
+                continue
         error: str | None = None
         try:
             store.delete(key)
@@ -72,12 +83,13 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None
         queries.switch_product_video(
-            session=session, job=job, video_key=video_key, poster_key=poster_key, video_url=store.url(video_key)
+            session=session, job=job, video_key=video_key, poster_key=poster_key, video_url=store.public_url(video_key)
         )
         job.video_duration_seconds = facts.duration_seconds
         queries.set_job_step(session=session, job=job, status=JobStatus.COMPLETED, current_step="completed", progress=100)
         job.completed_at = utcnow()
         job.error_message = None
+        limits.reconcile_job(session=session, job_id=job_id)
         queries.record_event(
             session=session,
             job_id=job_id,
@@ -86,7 +98,13 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
             attempt=run,
             message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
         )
-    deleted, failed = delete_pending()
+    # The product is published: cleaning up can no longer fail the job. Whatever is not
+    # deleted now stays in pending_deletions for housekeeping.
+    try:
+        deleted, failed = delete_pending()
+    except Exception as exc:  # noqa: BLE001 - logged; the rows stay queued
+        logger.warning("job %s: cleaning up old files failed (%s); housekeeping will retry", job_id, describe(exc))
+        deleted, failed = 0, 1
     if failed:
         logger.warning("job %s: %d old file(s) could not be deleted yet; housekeeping will retry", job_id, failed)
     logger.info("job %s completed: %s", job_id, video_key)

@@ -16,7 +16,7 @@ from db import queries, session_scope
 from db.base import utcnow
 from domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
 from errors import JobCancelled, ProviderError
-from tasks._policy import attempt, charge, retry_policy
+from tasks._policy import attempt, charge, retry_policy, wait_reporter
 
 _VIDEO_START, _VIDEO_END = 45, 85
 
@@ -104,7 +104,7 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     )
     work_dir = Path(settings.work_dir) / job_id
     try:
-        with provider_slot("video"):
+        with provider_slot("video", on_wait=wait_reporter(job_id), deadline=deadline):
             video = generator.animate(
                 request,
                 work_dir=work_dir,

@@ -31,6 +31,9 @@ from sqlalchemy import text
 import config
 from db.session import dispose_engines, get_engine
 
+# Shared fixtures kept in their own modules: moto S3 server (tests/moto_server.py).
+pytest_plugins = ["tests.moto_server"]
+
 PG_ADMIN_URL = os.environ.get("CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 
@@ -91,6 +94,11 @@ def settings(
     else:
         monkeypatch.delenv("DATABASE_URL", raising=False)
     config.get_settings.cache_clear()
+    # Injected-fault counters are per process and per spec: start each test with fresh ones,
+    # or a "fail twice" spec used by the SQLite run is spent before the PostgreSQL run.
+    from clients import factory
+
+    factory._fault_plan.cache_clear()
     current = config.get_settings()
     yield current
     config.get_settings.cache_clear()

@@ -1,0 +1,128 @@
+"""Jobs: every job's live status, refreshing by itself every 2 seconds (REQ-006)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import submission
+from dashboards import data, ui
+from domain import JobStatus
+from errors import CatwalkError
+
+_COUNTERS = (
+    (JobStatus.PENDING, "Waiting"),
+    (JobStatus.GENERATING_IMAGES, "Keyframes"),
+    (JobStatus.GENERATING_VIDEO, "Rendering"),
+    (JobStatus.UPLOADING, "Publishing"),
+    (JobStatus.COMPLETED, "Done today"),
+    (JobStatus.FAILED, "Failed today"),
+)
+
+
+def _cancel(job_id: str) -> None:
+    try:
+        status = submission.cancel_job(job_id, settings=data.settings())
+    except CatwalkError as exc:
+        ui.flash("error", exc.user_message)
+    else:
+        note = "cancelled" if status is JobStatus.CANCELLED else "asked to stop; it stops at its next checkpoint"
+        ui.flash("info", f"Job {job_id} {note}.")
+    data.clear()
+
+
+def _active_job(job: data.JobRow) -> None:
+    with st.container(border=True):
+        name, bar, timing, links = st.columns([3, 5, 2, 2], vertical_alignment="center")
+        name.markdown(f"**{job.product_name}**  \n:gray[{job.id[:12]}]")
+        with name:
+            ui.badge(job.status)
+        waiting = job.wait_reason or ("waiting for a slot" if job.status == JobStatus.PENDING else None)
+        bar.progress(job.progress / 100, text=f"{job.progress}% · {waiting or job.step}")
+        if job.cancel_requested:
+            bar.caption(":orange[Cancel requested]")
+        timing.markdown(
+            f":material/timer: {ui.duration(job.elapsed_seconds)}  \n"
+            f":material/hourglass_bottom: ~{ui.duration(job.remaining_seconds)} left"
+        )
+        with links:
+            st.page_link("app_pages/job_detail.py", label="Details", icon=":material/receipt_long:", query_params={"job": job.id})
+            run_url = data.prefect_run_url(job.flow_run_id)
+            if run_url:
+                st.link_button("Prefect run", run_url, icon=":material/open_in_new:")
+            st.button(
+                "Cancel", key=f"cancel_{job.id}", icon=":material/block:", disabled=job.cancel_requested,
+                on_click=_cancel, args=(job.id,),
+            )
+
+
+def _history_frame(rows: tuple[data.JobRow, ...]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "job": [r.id for r in rows],
+            "product": [r.product_name for r in rows],
+            "status": [ui.status_label(r.status) for r in rows],
+            "progress": [r.progress for r in rows],
+            "step": [r.wait_reason or r.step for r in rows],
+            "started": [r.started_at or r.created_at for r in rows],
+            "took": [ui.duration(r.elapsed_seconds) for r in rows],
+            "cost": [float(r.total_cost) for r in rows],
+            "error": [r.error or "" for r in rows],
+            "prefect": [data.prefect_run_url(r.flow_run_id) for r in rows],
+        }
+    )
+
+
+@st.fragment(run_every="2s")
+def live_jobs() -> None:
+    counts = data.status_counts()
+    for column, (status, label) in zip(st.columns(len(_COUNTERS)), _COUNTERS, strict=True):
+        column.metric(label, counts.get(status.value, 0))
+
+    active = data.active_jobs()
+    st.subheader(f"In progress ({len(active)})")
+    if not active:
+        st.info("No job in flight. Start one from **Products**.", icon=":material/check:")
+    for job in active:
+        _active_job(job)
+
+    st.subheader("Recent jobs")
+    rows = data.jobs(tuple(st.session_state.get("job_status_filter", ())), st.session_state.get("job_search", ""))
+    if not rows:
+        st.caption("No job matches.")
+        return
+    frame = _history_frame(rows)
+    if frame["prefect"].isna().all():
+        frame = frame.drop(columns="prefect")  # no Prefect UI configured (embedded mode)
+    event = st.dataframe(
+        frame,
+        key="jobs_table",
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={
+            "job": st.column_config.TextColumn("Job", width="small"),
+            "product": st.column_config.TextColumn("Product", width="medium"),
+            "status": st.column_config.TextColumn("Status"),
+            "step": st.column_config.TextColumn("Step"),
+            "took": st.column_config.TextColumn("Took"),
+            "error": st.column_config.TextColumn("Error", width="large"),
+            "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%"),
+            "started": st.column_config.DatetimeColumn("Started", format="D MMM, HH:mm:ss"),
+            "cost": st.column_config.NumberColumn("Cost", format="$%.4f"),
+            "prefect": st.column_config.LinkColumn("Prefect", display_text="open run"),
+        },
+    )
+    chosen = event.selection.rows if event is not None else []
+    if chosen:
+        st.switch_page("app_pages/job_detail.py", query_params={"job": rows[chosen[0]].id})
+    st.caption("Select a row to open the job.")
+
+
+st.title("Jobs")
+ui.show_flashes()
+search, statuses = st.columns([2, 3])
+search.text_input("Search", placeholder="Product or job id", key="job_search")
+statuses.multiselect("Status", data.JOB_STATUSES, format_func=ui.status_label, key="job_status_filter")
+live_jobs()

@@ -1,0 +1,619 @@
+"""What the dashboard shows, read from the database in one place.
+
+Reads are ``st.cache_data`` functions with a short ``ttl`` keyed by the database URL (so two
+databases never share a cache); they return frozen dataclasses or DataFrames, never ORM
+objects. The few writes the dashboard makes that are not job actions (acknowledging an alert)
+sit at the end, and clear the caches they make stale.
+
+Cost queries here are deliberately minimal: ``db/stats.py`` (pandas statistics) replaces them
+when it lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Select, and_, func, or_, select
+
+from clients import factory
+from config import Settings, get_settings
+from db import queries, session_scope
+from db.base import utcnow
+from db.models import Alert, LedgerEntry, Product, VideoJob
+from domain import ACTIVE_STATUSES, JobStatus
+
+PRODUCT_FILTERS = ("All", "Has video", "No video", "Failed", "In progress")
+JOB_STATUSES = tuple(s.value for s in JobStatus)
+LIVE_TTL = 1  # seconds: the jobs page refreshes every 2 s
+LIST_TTL = 5
+COST_TTL = 30
+HISTORY_TTL = 3600  # past days' aggregates: they cannot change
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def _url() -> str:
+    return settings().effective_database_url
+
+
+def playable(url: str | None) -> str | None:
+    """A source Streamlit can show: a local path for ``file://`` URLs, else the URL itself."""
+    if not url:
+        return None
+    if url.startswith("file://"):
+        return unquote(urlparse(url).path)
+    return url
+
+
+def media_source(key: str | None) -> str | None:
+    """Where to load a stored object from (local path, public or signed URL)."""
+    if not key:
+        return None
+    url = factory.blob_store(settings()).url(key)
+    source = playable(url)
+    if source and source != url and not Path(source).is_file():
+        return None  # a local file that is gone (deleted by hand): show "not made yet"
+    return source
+
+
+def image_source(ref: str | None) -> str | None:
+    """A product photo reference (path or URL) that exists, or None."""
+    if not ref:
+        return None
+    if ref.startswith(("http://", "https://")):
+        return ref
+    path = playable(ref) or ref
+    return path if Path(path).is_file() else None
+
+
+def clear() -> None:
+    """Forget every cached read (after an action changed what they show)."""
+    st.cache_data.clear()
+
+
+# Products ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRow:
+    id: str
+    name: str
+    image: str | None
+    video_key: str | None
+    poster_key: str | None
+    video_updated_at: dt.datetime | None
+    job_id: str | None
+    job_status: str | None
+    job_progress: int
+    job_step: str | None
+    job_error: str | None
+    active_job_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPage:
+    rows: tuple[ProductRow, ...]
+    total: int
+
+
+def _latest_job_id() -> object:
+    return (
+        select(VideoJob.id)
+        .where(VideoJob.product_id == Product.id)
+        .order_by(VideoJob.created_at.desc(), VideoJob.id.desc())
+        .limit(1)
+        .correlate(Product)
+        .scalar_subquery()
+    )
+
+
+def _active_job_id() -> object:
+    return (
+        select(VideoJob.id)
+        .where(VideoJob.product_id == Product.id, VideoJob.status.in_(ACTIVE_STATUSES))
+        .limit(1)
+        .correlate(Product)
+        .scalar_subquery()
+    )
+
+
+def _latest_failed_products() -> Select:  # type: ignore[type-arg]
+    # Set-based (one pass over the jobs) rather than a lookup per product: filtering 10,000
+    # products by their latest job stays one grouped scan.
+    latest = (
+        select(VideoJob.product_id, func.max(VideoJob.created_at).label("at"))
+        .group_by(VideoJob.product_id)
+        .subquery()
+    )
+    return (
+        select(VideoJob.product_id)
+        .join(latest, and_(VideoJob.product_id == latest.c.product_id, VideoJob.created_at == latest.c.at))
+        .where(VideoJob.status == JobStatus.FAILED)
+    )
+
+
+def _product_filters(stmt: Select, search: str, status: str) -> Select:  # type: ignore[type-arg]
+    if search.strip():
+        needle = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Product.name.ilike(needle, escape="\\"), Product.id.ilike(needle, escape="\\")))
+    if status == "Has video":
+        stmt = stmt.where(Product.video_key.is_not(None))
+    elif status == "No video":
+        stmt = stmt.where(Product.video_key.is_(None))
+    elif status == "Failed":
+        stmt = stmt.where(Product.id.in_(_latest_failed_products()))
+    elif status == "In progress":
+        stmt = stmt.where(
+            select(VideoJob.id)
+            .where(VideoJob.product_id == Product.id, VideoJob.status.in_(ACTIVE_STATUSES))
+            .correlate(Product)
+            .exists()
+        )
+    return stmt
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def _products(url: str, search: str, status: str, offset: int, limit: int) -> ProductPage:
+    with session_scope(settings()) as session:
+        matching = _product_filters(select(Product.id), search, status)
+        total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+        # The page first, then the latest and the active job of just those products.
+        page_ids = session.scalars(matching.order_by(Product.name, Product.id).offset(offset).limit(limit)).all()
+        if not page_ids:
+            return ProductPage(rows=(), total=int(total))
+        found = session.execute(
+            select(Product, _latest_job_id(), _active_job_id()).where(Product.id.in_(page_ids))
+        ).all()
+        latest_ids = [latest for _, latest, _ in found if latest]
+        jobs = {j.id: j for j in session.scalars(select(VideoJob).where(VideoJob.id.in_(latest_ids)))}
+        by_id = {product.id: (product, jobs.get(latest), active) for product, latest, active in found}
+        rows = []
+        for product_id in page_ids:
+            product, job, active_id = by_id[product_id]
+            rows.append(
+                ProductRow(
+                    id=product.id,
+                    name=product.name,
+                    image=product.images[0] if product.images else None,
+                    video_key=product.video_key,
+                    poster_key=product.poster_key,
+                    video_updated_at=product.video_updated_at,
+                    job_id=job.id if job else None,
+                    job_status=job.status.value if job else None,
+                    job_progress=job.progress if job else 0,
+                    job_step=(job.wait_reason or job.current_step) if job else None,
+                    job_error=job.error_message if job else None,
+                    active_job_id=active_id,
+                )
+            )
+    return ProductPage(rows=tuple(rows), total=int(total))
+
+
+def products(search: str = "", status: str = "All", *, offset: int = 0, limit: int = 24) -> ProductPage:
+    """One page of products matching the search and the filter, with their latest job."""
+    return _products(_url(), search, status, offset, limit)
+
+
+# Jobs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: str
+    product_id: str
+    product_name: str
+    status: str
+    progress: int
+    step: str
+    wait_reason: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    elapsed_seconds: float
+    remaining_seconds: int | None
+    total_cost: Decimal
+    flow_run_id: str | None
+    error: str | None
+    retry_count: int
+    cancel_requested: bool
+
+    @property
+    def is_active(self) -> bool:
+        return JobStatus(self.status).is_active
+
+
+def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
+    start = job.started_at or job.created_at
+    end = job.completed_at or now
+    return JobRow(
+        id=job.id,
+        product_id=job.product_id,
+        product_name=product_name,
+        status=job.status.value,
+        progress=job.progress,
+        step=job.current_step,
+        wait_reason=job.wait_reason,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        elapsed_seconds=max(0.0, (end - start).total_seconds()),
+        remaining_seconds=queries.estimate_remaining_seconds(job),
+        total_cost=job.total_cost,
+        flow_run_id=job.flow_run_id,
+        error=job.error_message,
+        retry_count=job.retry_count,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def _jobs(url: str, statuses: tuple[str, ...], search: str, limit: int) -> tuple[JobRow, ...]:
+    now = utcnow()
+    stmt = (
+        select(VideoJob, Product.name)
+        .join(Product, Product.id == VideoJob.product_id)
+        .order_by(VideoJob.created_at.desc(), VideoJob.id)
+        .limit(limit)
+    )
+    if statuses:
+        stmt = stmt.where(VideoJob.status.in_([JobStatus(s) for s in statuses]))
+    if search.strip():
+        needle = f"%{search.strip()}%"
+        stmt = stmt.where(or_(Product.name.ilike(needle), VideoJob.product_id.ilike(needle), VideoJob.id.ilike(needle)))
+    with session_scope(settings()) as session:
+        return tuple(_job_row(job, name, now) for job, name in session.execute(stmt))
+
+
+def jobs(statuses: tuple[str, ...] = (), search: str = "", *, limit: int = 100) -> tuple[JobRow, ...]:
+    """The newest jobs (optionally of some statuses, or matching a product/job search)."""
+    return _jobs(_url(), tuple(sorted(statuses)), search, limit)
+
+
+def active_jobs(*, limit: int = 200) -> tuple[JobRow, ...]:
+    """Every job in flight, newest first (bounded: a huge batch shows its newest ones)."""
+    return _jobs(_url(), tuple(sorted(s.value for s in ACTIVE_STATUSES)), "", limit)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def _status_counts(url: str, since: dt.datetime) -> dict[str, int]:
+    with session_scope(settings()) as session:
+        active = dict(
+            session.execute(
+                select(VideoJob.status, func.count())
+                .where(VideoJob.status.in_(ACTIVE_STATUSES))
+                .group_by(VideoJob.status)
+            ).all()
+        )
+        recent = dict(
+            session.execute(
+                select(VideoJob.status, func.count())
+                .where(VideoJob.created_at >= since, VideoJob.status.not_in(ACTIVE_STATUSES))
+                .group_by(VideoJob.status)
+            ).all()
+        )
+    return {status.value: int(active.get(status, 0) + recent.get(status, 0)) for status in JobStatus}
+
+
+def status_counts() -> dict[str, int]:
+    """Jobs in flight by status, plus jobs finished today (limits' time zone) by status."""
+    start, _ = day_bounds(today())
+    return _status_counts(_url(), start)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    at: dt.datetime
+    step: str
+    attempt: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRow:
+    at: dt.datetime
+    service: str
+    provider: str
+    model: str
+    units: Decimal
+    unit: str
+    amount: Decimal
+    attempt: int
+    succeeded: bool
+    request_id: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job: JobRow
+    options: dict[str, str]
+    image_keys: dict[str, str]
+    video_key: str | None
+    poster_key: str | None
+    video_request_id: str | None
+    video_duration_seconds: float | None
+    image_provider: str | None
+    video_provider: str | None
+    events: tuple[TimelineRow, ...]
+    charges: tuple[ChargeRow, ...]
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def _job_detail(url: str, job_id: str) -> JobDetail | None:
+    with session_scope(settings()) as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None:
+            return None
+        row = _job_row(job, job.product.name, utcnow())
+        events = tuple(
+            TimelineRow(e.at, e.step, e.attempt, e.kind, e.message)
+            for e in queries.events_for_job(session=session, job_id=job_id)
+        )
+        charges = tuple(
+            ChargeRow(
+                c.created_at, c.service, c.provider, c.model, c.units, c.unit, c.amount,
+                c.attempt, c.succeeded, c.provider_request_id, c.note,
+            )
+            for c in queries.ledger_for_job(session=session, job_id=job_id)
+        )
+        return JobDetail(
+            job=row,
+            options={str(k): str(v) for k, v in job.options.items()},
+            image_keys={str(k): str(v) for k, v in job.image_keys.items()},
+            video_key=job.video_key,
+            poster_key=job.poster_key,
+            video_request_id=job.video_request_id,
+            video_duration_seconds=job.video_duration_seconds,
+            image_provider=job.image_provider,
+            video_provider=job.video_provider,
+            events=events,
+            charges=charges,
+        )
+
+
+def job_detail(job_id: str) -> JobDetail | None:
+    return _job_detail(_url(), job_id)
+
+
+def prefect_run_url(flow_run_id: str | None) -> str | None:
+    base = settings().prefect_ui_url
+    if not base or not flow_run_id:
+        return None
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+# Costs -------------------------------------------------------------------------------------
+
+
+def zone() -> ZoneInfo:
+    return ZoneInfo(settings().limits_timezone)
+
+
+def today() -> dt.date:
+    return dt.datetime.now(zone()).date()
+
+
+def day_bounds(day: dt.date, days: int = 1) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants where ``day`` (in the limits' time zone) starts and ``days`` later ends."""
+    tz = zone()
+    start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
+    end = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(), tzinfo=tz)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+# Spend on past days cannot change (ledger rows are written "now"), so their aggregates are
+# cached for an hour under a key holding the dates; only today's rows are read again often.
+
+
+def _cost_by_day_query(first: dt.date, days: int, tz: str) -> pd.DataFrame:
+    start, end = day_bounds(first, days)
+    in_range = and_(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+    with session_scope(settings()) as session:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            local_day = func.date(func.timezone(tz, LedgerEntry.created_at))
+            rows = session.execute(
+                select(local_day, LedgerEntry.service, func.sum(LedgerEntry.amount))
+                .where(in_range)
+                .group_by(local_day, LedgerEntry.service)
+            ).all()
+            frame = pd.DataFrame(rows, columns=["day", "service", "amount"])
+        else:
+            # SQLite has no time zones: group the (embedded-sized) rows here instead.
+            raw = pd.DataFrame(
+                session.execute(select(LedgerEntry.created_at, LedgerEntry.service, LedgerEntry.amount).where(in_range)).all(),
+                columns=["at", "service", "amount"],
+            )
+            raw["day"] = [t.astimezone(ZoneInfo(tz)).date() for t in raw["at"]]
+            frame = raw.groupby(["day", "service"], as_index=False)["amount"].sum()
+    frame["amount"] = frame["amount"].astype(float)
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _cost_by_day_history(url: str, first: dt.date, days: int, tz: str) -> pd.DataFrame:
+    return _cost_by_day_query(first, days, tz)
+
+
+@st.cache_data(ttl=COST_TTL, show_spinner=False)
+def _cost_by_day_today(url: str, day: dt.date, tz: str) -> pd.DataFrame:
+    return _cost_by_day_query(day, 1, tz)
+
+
+def cost_by_day(days: int = 30) -> pd.DataFrame:
+    """Spend per day (limits' time zone) and service over the last ``days`` days, zeros included."""
+    url, tz, last = _url(), settings().limits_timezone, today()
+    first = last - dt.timedelta(days=days - 1)
+    parts = [_cost_by_day_today(url, last, tz)]
+    if days > 1:
+        parts.append(_cost_by_day_history(url, first, days - 1, tz))
+    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
+    pivot = frame.pivot_table(index="day", columns="service", values="amount", aggfunc="sum", fill_value=0.0)
+    every_day = pd.date_range(pd.Timestamp(first), periods=days, freq="D", name="day")
+    # Both services always get a column, so an idle period still draws (as zeros).
+    services = sorted(set(pivot.columns) | {"nano_banana", "pika"})
+    return pivot.reindex(index=every_day, columns=services, fill_value=0.0)
+
+
+def _breakdown_query(start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    with session_scope(settings()) as session:
+        rows = session.execute(
+            select(
+                LedgerEntry.service,
+                LedgerEntry.provider,
+                LedgerEntry.model,
+                func.count(),
+                func.sum(LedgerEntry.amount),
+            )
+            .where(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+            .group_by(LedgerEntry.service, LedgerEntry.provider, LedgerEntry.model)
+        ).all()
+    frame = pd.DataFrame(rows, columns=["service", "provider", "model", "calls", "amount"])
+    frame["amount"] = frame["amount"].astype(float)
+    return frame
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _breakdown_history(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _breakdown_query(start, end)
+
+
+@st.cache_data(ttl=COST_TTL, show_spinner=False)
+def _breakdown_today(url: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    return _breakdown_query(start, end)
+
+
+def cost_breakdown(days: int = 30) -> pd.DataFrame:
+    """Calls and spend by service, provider and model over the last ``days`` days."""
+    url, last = _url(), today()
+    today_start, today_end = day_bounds(last)
+    first_start, _ = day_bounds(last - dt.timedelta(days=days - 1))
+    parts = [_breakdown_today(url, today_start, today_end)]
+    if days > 1:
+        parts.append(_breakdown_history(url, first_start, today_start))
+    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else parts[0]
+    frame = frame.groupby(["service", "provider", "model"], as_index=False)[["calls", "amount"]].sum()
+    return frame.sort_values("amount", ascending=False, ignore_index=True)
+
+
+def _totals(start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    """Spend, jobs started and videos delivered between two instants."""
+    with session_scope(settings()) as session:
+        spent = session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.created_at >= start, LedgerEntry.created_at < end
+            )
+        )
+        started = session.scalar(
+            select(func.count()).select_from(VideoJob).where(VideoJob.created_at >= start, VideoJob.created_at < end)
+        )
+        delivered = session.scalar(
+            select(func.count())
+            .select_from(VideoJob)
+            .where(
+                VideoJob.status == JobStatus.COMPLETED,
+                VideoJob.completed_at >= start,
+                VideoJob.completed_at < end,
+            )
+        )
+    return Decimal(spent or 0), int(started or 0), int(delivered or 0)
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def _totals_today(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    return _totals(start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def _totals_history(url: str, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, int, int]:
+    return _totals(start, end)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    day: dt.date
+    timezone: str
+    spend: Decimal
+    generations: int
+    generation_limit: int
+    budget: Decimal | None
+    period_spend: Decimal
+    period_videos: int
+
+    @property
+    def cost_per_video(self) -> Decimal | None:
+        return (self.period_spend / self.period_videos) if self.period_videos else None
+
+
+def spend(days: int = 30) -> Spend:
+    """Today's spend and generations against the limits, and the period's cost per video.
+
+    With ``days=1`` only today is read (the sidebar on every page).
+    """
+    s, url, day = settings(), _url(), today()
+    start, end = day_bounds(day)
+    spent, generations, delivered = _totals_today(url, start, end)
+    period_spend, period_videos = spent, delivered
+    if days > 1:
+        first, _ = day_bounds(day - dt.timedelta(days=days - 1))
+        past_spend, _, past_videos = _totals_history(url, first, start)
+        period_spend, period_videos = period_spend + past_spend, period_videos + past_videos
+    return Spend(
+        day=day,
+        timezone=s.limits_timezone,
+        spend=spent,
+        generations=generations,
+        generation_limit=s.daily_generation_limit,
+        budget=s.daily_budget,
+        period_spend=period_spend,
+        period_videos=period_videos,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: str
+    kind: str
+    message: str
+    job_id: str | None
+    created_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    delivery_error: str | None
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def _alerts(url: str, limit: int) -> tuple[AlertRow, ...]:
+    with session_scope(settings()) as session:
+        rows = session.scalars(
+            select(Alert)
+            .order_by(Alert.acknowledged_at.is_not(None), Alert.created_at.desc())
+            .limit(limit)
+        ).all()
+        return tuple(
+            AlertRow(a.id, a.kind, a.message, a.job_id, a.created_at, a.acknowledged_at, a.delivery_error)
+            for a in rows
+        )
+
+
+def alerts(*, limit: int = 50) -> tuple[AlertRow, ...]:
+    """Unacknowledged alerts first, then the newest acknowledged ones."""
+    return _alerts(_url(), limit)
+
+
+def acknowledge_alert(alert_id: str) -> None:
+    """Mark an alert as seen (it stays in the list, greyed)."""
+    with session_scope(settings()) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is not None and alert.acknowledged_at is None:
+            alert.acknowledged_at = utcnow()
+    clear()

@@ -1,0 +1,48 @@
+"""catwalk's admin dashboard: the router. Run with ``catwalk dashboard``.
+
+Before sign-in the navigation holds only the sign-in page, so no other page (nor any action
+on it) can be reached, even by typing its URL.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import data, signin
+
+st.set_page_config(page_title="catwalk admin", page_icon=":material/movie:", layout="wide")
+
+admin = signin.current_admin()
+if admin is None:
+    navigation = st.navigation([st.Page(signin.page, title="Sign in", icon=":material/lock:")])
+else:
+    navigation = st.navigation(
+        {
+            "Catalog": [
+                st.Page("app_pages/products.py", title="Products", icon=":material/checkroom:", default=True),
+            ],
+            "Work": [
+                st.Page("app_pages/jobs.py", title="Jobs", icon=":material/motion_play:"),
+                st.Page(
+                    "app_pages/job_detail.py",
+                    title="Job detail",
+                    icon=":material/receipt_long:",
+                    url_path="job",
+                    visibility="hidden",
+                ),
+            ],
+            "Money": [st.Page("app_pages/costs.py", title="Costs", icon=":material/payments:")],
+        }
+    )
+    with st.sidebar:
+        spend = data.spend(days=1)
+        st.caption(f"Today ({spend.timezone})")
+        left, right = st.columns(2)
+        left.metric("Videos", f"{spend.generations}/{spend.generation_limit}")
+        right.metric("Spend", f"${spend.spend:,.2f}")
+        st.divider()
+        st.caption(f"Signed in as **{admin}**")
+        if st.button("Sign out", icon=":material/logout:", width="stretch"):
+            signin.sign_out()
+            st.rerun()
+navigation.run()

@@ -1,0 +1,64 @@
+"""Small presentation helpers the pages share: status badges, durations, money, flash notes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import streamlit as st
+
+from domain import JobStatus
+
+_BADGES: dict[str, tuple[str, str, str]] = {
+    # status: (label, colour, material icon)
+    JobStatus.PENDING: ("Waiting", "gray", ":material/schedule:"),
+    JobStatus.GENERATING_IMAGES: ("Making keyframes", "blue", ":material/photo_camera:"),
+    JobStatus.GENERATING_VIDEO: ("Rendering video", "violet", ":material/movie:"),
+    JobStatus.UPLOADING: ("Publishing", "orange", ":material/cloud_upload:"),
+    JobStatus.COMPLETED: ("Completed", "green", ":material/check_circle:"),
+    JobStatus.FAILED: ("Failed", "red", ":material/error:"),
+    JobStatus.CANCELLED: ("Cancelled", "gray", ":material/block:"),
+}
+
+FlashKind = Literal["success", "info", "warning", "error"]
+
+
+def status_label(status: str) -> str:
+    return _BADGES.get(status, (status, "gray", ""))[0]
+
+
+def badge(status: str | None) -> None:
+    if status is None:
+        st.badge("No video yet", color="gray", icon=":material/hourglass_empty:")
+        return
+    label, colour, icon = _BADGES.get(status, (status, "gray", ":material/help:"))
+    st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def money(amount: Decimal | float | None, *, places: int = 2) -> str:
+    if amount is None:
+        return "–"
+    return f"${float(amount):,.{places}f}"
+
+
+def flash(kind: FlashKind, text: str) -> None:
+    """Queue a note for the top of the next run (actions run in callbacks, before the page)."""
+    st.session_state.setdefault("flash", []).append((kind, text))
+
+
+def show_flashes() -> None:
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(text)

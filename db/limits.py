@@ -1,0 +1,223 @@
+"""Daily limits: a job reserves one generation and its estimated cost before it may spend,
+and the reservation is corrected to the ledger's actual cost when the job ends.
+
+"Daily" is a day in ``LIMITS_TIMEZONE``. The counters live in ``usage_days``, one row per
+day, locked while a submission checks and increments it: on PostgreSQL with
+``SELECT ... FOR UPDATE``; on SQLite the row's ``INSERT ... ON CONFLICT DO NOTHING`` is the
+transaction's first write, which takes SQLite's single write lock, so the check and the
+increment that follow cannot interleave with another writer's. Parallel submissions
+therefore cannot overshoot the limit on either backend.
+
+Must not import clients, tasks, flows or dashboards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from config import Settings
+from db import queries
+from db.base import utcnow
+from db.models import LedgerEntry, UsageDay, VideoJob
+from domain import JobOptions, JobStatus
+from errors import ConfigError, LimitExceeded
+
+
+def limits_zone(settings: Settings) -> ZoneInfo:
+    try:
+        return ZoneInfo(settings.limits_timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"LIMITS_TIMEZONE {settings.limits_timezone!r} is not a time zone") from exc
+
+
+def limits_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """Today, in the limits' time zone."""
+    return (now or utcnow()).astimezone(limits_zone(settings)).date()
+
+
+def day_bounds(settings: Settings, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants where ``day`` (in the limits' time zone) starts and ends."""
+    zone = limits_zone(settings)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def _reset_phrase(settings: Settings, now: dt.datetime) -> tuple[str, int]:
+    """("resets at 00:00 UTC", seconds until then) for the day containing ``now``."""
+    _, reset = day_bounds(settings, limits_day(settings, now))
+    seconds = max(1, int((reset - now).total_seconds() + 0.999))
+    local = reset.astimezone(limits_zone(settings))
+    return f"resets at {local:%H:%M} {settings.limits_timezone}", seconds
+
+
+def _money(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def _locked_day(session: Session, day: dt.date) -> UsageDay:
+    # The insert is this transaction's first write on purpose (see the module docstring).
+    queries.insert_or_ignore(
+        session=session,
+        model=UsageDay,
+        values={"day": day, "generations": 0, "reserved_cost": Decimal(0)},
+        key="day",
+    )
+    return session.execute(
+        select(UsageDay)
+        .where(UsageDay.day == day)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def reserve_generation(
+    *, session: Session, settings: Settings, estimated_cost: Decimal, now: dt.datetime | None = None
+) -> dt.date:
+    """Count one generation and its estimated cost against today, or refuse with the reason.
+
+    Returns the day charged. Runs in the caller's transaction: if the caller rolls back,
+    so does the reservation.
+    """
+    now = now or utcnow()
+    day = limits_day(settings, now)
+    usage = _locked_day(session, day)
+    limit = settings.daily_generation_limit
+    if usage.generations + 1 > limit:
+        resets, seconds = _reset_phrase(settings, now)
+        noun = "video" if limit == 1 else "videos"
+        raise LimitExceeded(f"daily limit of {limit} {noun} reached; {resets}", retry_after_seconds=seconds)
+    budget = settings.daily_budget
+    if budget is not None and usage.reserved_cost + estimated_cost > budget:
+        resets, seconds = _reset_phrase(settings, now)
+        raise LimitExceeded(
+            f"daily budget of {_money(budget)} reached ({_money(usage.reserved_cost)} spent or "
+            f"reserved today, a video needs about {_money(estimated_cost)}); {resets}",
+            retry_after_seconds=seconds,
+        )
+    usage.generations += 1
+    usage.reserved_cost += estimated_cost
+    session.flush()
+    return day
+
+
+def admit_job(
+    *,
+    session: Session,
+    settings: Settings,
+    product_id: str,
+    options: JobOptions,
+    estimated_cost: Decimal,
+    now: dt.datetime | None = None,
+) -> tuple[VideoJob, bool]:
+    """Record a new job inside today's limits, or return the product's job in flight.
+
+    Returning the job in flight reserves nothing: a double click never uses a generation.
+    Raises ``LimitExceeded`` (nothing recorded) when today's limit or budget is used up.
+    """
+    queries.get_product(session=session, product_id=product_id)
+    existing = queries.active_job_for(session=session, product_id=product_id)
+    if existing is not None:
+        return existing, False
+    day = reserve_generation(session=session, settings=settings, estimated_cost=estimated_cost, now=now)
+    job, created = queries.create_job(
+        session=session, product_id=product_id, options=options, usage_day=day
+    )
+    if not created:
+        # Another submission for this product won the race after our check: give back
+        # what we reserved (same transaction, still locked).
+        usage = _locked_day(session, day)
+        usage.generations -= 1
+        usage.reserved_cost -= estimated_cost
+        return job, False
+    job.estimated_cost = estimated_cost
+    session.flush()
+    return job, True
+
+
+def reconcile_job(*, session: Session, job_id: str) -> Decimal | None:
+    """Swap a finished job's estimate for its actual cost in its day's reservation.
+
+    Runs once per job (a conditional update marks it), whoever calls it. A job that failed
+    before any provider call was recorded gives its generation back. Returns the
+    correction applied (actual - estimate), or None when there was nothing to do.
+    """
+    job = session.get(VideoJob, job_id)
+    if job is None or job.usage_day is None or job.status.is_active:
+        return None
+    claimed = session.execute(
+        update(VideoJob)
+        .where(VideoJob.id == job_id, VideoJob.cost_reconciled_at.is_(None))
+        .values(cost_reconciled_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        return None
+    queries.refresh_job_costs(session=session, job_id=job_id)
+    calls = session.scalar(select(func.count()).where(LedgerEntry.job_id == job_id)) or 0
+    usage = _locked_day(session, job.usage_day)
+    correction = job.total_cost - job.estimated_cost
+    usage.reserved_cost += correction
+    if calls == 0 and job.status is not JobStatus.COMPLETED:
+        usage.generations = max(0, usage.generations - 1)
+    session.flush()
+    session.refresh(job)
+    return correction
+
+
+@dataclass(frozen=True, slots=True)
+class TodayUsage:
+    """Today's use against the limits, for the dashboard, the API and ``catwalk stats``."""
+
+    day: dt.date
+    timezone: str
+    generations: int
+    generation_limit: int
+    reserved_cost: Decimal
+    spend: Decimal
+    budget: Decimal | None
+    resets_at: dt.datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "date": self.day.isoformat(),
+            "timezone": self.timezone,
+            "generations": self.generations,
+            "generationLimit": self.generation_limit,
+            "reservedCost": float(self.reserved_cost),
+            "spend": float(self.spend),
+            "budget": float(self.budget) if self.budget is not None else None,
+            "resetsAt": self.resets_at.isoformat(),
+        }
+
+
+def spend_between(*, session: Session, start: dt.datetime, end: dt.datetime) -> Decimal:
+    """Ledger spend in ``[start, end)``."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.created_at >= start, LedgerEntry.created_at < end
+        )
+    )
+    return Decimal(total or 0)
+
+
+def today_usage(*, session: Session, settings: Settings, now: dt.datetime | None = None) -> TodayUsage:
+    day = limits_day(settings, now)
+    start, end = day_bounds(settings, day)
+    row = session.get(UsageDay, day, populate_existing=True)
+    return TodayUsage(
+        day=day,
+        timezone=settings.limits_timezone,
+        generations=row.generations if row else 0,
+        generation_limit=settings.daily_generation_limit,
+        reserved_cost=row.reserved_cost if row else Decimal(0),
+        spend=spend_between(session=session, start=start, end=end),
+        budget=settings.daily_budget,
+        resets_at=end.astimezone(limits_zone(settings)),
+    )

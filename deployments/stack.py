@@ -1,0 +1,226 @@
+"""The Prefect side of a catwalk installation: server, work pool, limits, deployments, worker.
+
+``catwalk worker`` (cli/worker_cmd.py) strings these together. Each piece is idempotent, so
+running the command again, or on a second machine, converges on the same setup.
+
+Why this shape (measured in ../shared/PREFECT.md):
+- a real ``prefect server start`` sidecar, never Prefect's ephemeral mode: workers refuse to
+  run without ``PREFECT_API_URL`` and ephemeral leases die with their temporary server;
+- the 10-jobs cap is the work pool's concurrency limit, counted in SQL by the server when
+  a worker polls, so it holds across any number of workers and needs no Redis;
+- per-provider caps are global concurrency limits whose leases the server keeps in a file
+  (one machine) or in Redis (``REDIS_URL``, several servers); never the in-memory default,
+  which leaks held slots when the server restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
+from config import Settings
+from errors import ConfigError
+
+WORK_POOL = "catwalk"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
+REDIS_LEASES = "prefect_redis.lease_storage"
+DEFAULT_PORT = 4200
+# How often the worker asks the server for runs. Prefect's default (10 s) is pure latency
+# added to every job's start; 1 s costs one cheap query per second.
+WORKER_QUERY_SECONDS = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prefect_cli() -> list[str]:
+    """The ``prefect`` command of this interpreter's environment."""
+    return [sys.executable, "-m", "prefect"]
+
+
+def server_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of the managed server: its home under CATWALK_HOME and durable leases."""
+    env = dict(base if base is not None else os.environ)
+    env["PREFECT_HOME"] = str(settings.prefect_home)
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.pop("PREFECT_API_URL", None)
+    if settings.redis_url:
+        env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = REDIS_LEASES
+        env["PREFECT_REDIS_MESSAGING_URL"] = settings.redis_url
+    else:
+        env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = FILESYSTEM_LEASES
+    return env
+
+
+@dataclass
+class ManagedServer:
+    """A ``prefect server start`` child process, stopped with its owner."""
+
+    settings: Settings
+    port: int = DEFAULT_PORT
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self, *, timeout: float = 120.0) -> str:
+        """Start the server and wait until it answers; returns its API URL."""
+        if _healthy(self.api_url):
+            raise ConfigError(
+                f"something already answers on port {self.port}; set PREFECT_API_URL={self.api_url} "
+                "to use it, or pick another --port"
+            )
+        self.settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.settings.logs_dir / "prefect-server.log", "ab")  # noqa: SIM115 - child keeps it
+        self.process = subprocess.Popen(
+            [*_prefect_cli(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=server_environment(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(
+                    f"prefect server exited with code {self.process.returncode}; "
+                    f"see {self.settings.logs_dir / 'prefect-server.log'}"
+                )
+            if _healthy(self.api_url):
+                return self.api_url
+            time.sleep(0.25)
+        self.stop()
+        raise ConfigError(f"prefect server did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 15.0) -> None:
+    """Interrupt a child we started (its whole session), then kill it if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def ensure_work_pool(settings: Settings, *, name: str = WORK_POOL) -> None:
+    """A process work pool whose concurrency limit is MAX_CONCURRENT_JOBS (NFR-001)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type="process",
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                    concurrency_limit=settings.max_concurrent_jobs,
+                    description="catwalk video jobs (one process per flow run)",
+                )
+            )
+            return
+        if pool.concurrency_limit != settings.max_concurrent_jobs:
+            client.update_work_pool(
+                name, WorkPoolUpdate(concurrency_limit=settings.max_concurrent_jobs)
+            )
+
+
+def ensure_provider_limits(settings: Settings) -> dict[str, int]:
+    """One global concurrency limit per provider, matching the provider account's limits."""
+    from prefect import get_client
+
+    wanted = {
+        IMAGE_LIMIT: settings.image_provider_concurrency,
+        VIDEO_LIMIT: settings.video_provider_concurrency,
+    }
+    with get_client(sync_client=True) as client:
+        for name, limit in wanted.items():
+            client.upsert_global_concurrency_limit_by_name(name, limit)
+    return wanted
+
+
+def deploy_all(*, project_dir: Path = PROJECT_DIR, env: Mapping[str, str] | None = None) -> None:
+    """``prefect --no-prompt deploy --all`` from prefect.yaml, exactly as CI and users run it."""
+    result = subprocess.run(
+        [*_prefect_cli(), "--no-prompt", "deploy", "--all"],
+        cwd=project_dir,
+        env={**(env if env is not None else os.environ), "CATWALK_PROJECT_DIR": str(project_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise ConfigError("prefect deploy failed: " + " | ".join(tail))
+
+
+def worker_environment(
+    *, query_seconds: float = WORKER_QUERY_SECONDS, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = dict(base if base is not None else os.environ)
+    env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+    # prefect.yaml starts runs with `python -m prefect.engine`: make that this interpreter.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "clients")
+    env.setdefault("CATWALK_PROJECT_DIR", str(PROJECT_DIR))
+    return env
+
+
+def start_worker(
+    *,
+    name: str | None = None,
+    pool: str = WORK_POOL,
+    query_seconds: float = WORKER_QUERY_SECONDS,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A ``prefect worker start`` process for the pool (each flow run gets its own process)."""
+    args = [*_prefect_cli(), "worker", "start", "--pool", pool, "--type", "process"]
+    if name:
+        args += ["--name", name]
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child keeps it
+    return subprocess.Popen(
+        args,
+        env=worker_environment(query_seconds=query_seconds, base=env),
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )

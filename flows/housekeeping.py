@@ -1,0 +1,20 @@
+"""Housekeeping: repair jobs whose run crashed or vanished; retry deletions of old files."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
+
+
+@flow(name="housekeeping", log_prints=False)
+def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
+    """Re-attach or fail jobs whose run crashed or vanished; retry deletions and alert posts."""
+    jobs = reconcile_jobs(grace_seconds)
+    deletions = retry_pending_deletions()
+    alerts = redeliver_alerts()
+    return {"jobs": jobs, "deletions": deletions, "alerts": alerts}
+
+
+if __name__ == "__main__":
+    housekeeping()

@@ -1,0 +1,192 @@
+"""The dashboard end to end in a real browser: Debian Chromium driven by Playwright.
+
+``catwalk dashboard`` runs on a free port with a home of its own and the real local launcher,
+so the job really runs (offline providers, small frames, a 2 s video) in a background process.
+Screenshots of every page go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Keep Chromium off the network it cannot reach anyway (INFRA.md).
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (apt-get install -y chromium)"),
+]
+
+
+@dataclass
+class Dashboard:
+    url: str
+    password: str
+    home: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DATABASE_URL", "CATWALK_"))}
+    env.update(
+        CATWALK_HOME=str(home),
+        PREFECT_HOME=str(home / "prefect"),
+        OFFLINE_FRAME_WIDTH="160",
+        VIDEO_DURATION_SECONDS="2",
+        RETRY_DELAY_SECONDS="0",
+        # Slow enough to watch the job move on the jobs page.
+        OFFLINE_VIDEO_LATENCY_SECONDS="6",
+        PYTHONPATH=str(ROOT),
+    )
+    subprocess.run(
+        [sys.executable, "-c", "from cli.demo import seed_demo_catalog; seed_demo_catalog()"],
+        cwd=ROOT, env=env, check=True, timeout=120,
+    )
+    log = tmp_path / "dashboard.log"
+    port = _free_port()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "dashboard", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            found = re.search(r"admin password \(.*\): (\S+)", log.read_text())
+            try:
+                ready = found and httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready and found:
+                break
+            assert time.monotonic() < deadline, f"dashboard did not start:\n{log.read_text()}"
+            time.sleep(0.5)
+        yield Dashboard(url=f"http://127.0.0.1:{port}", password=found.group(1), home=home)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _snap(page: Any, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its own container, so grow the
+    window to the content's height first."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll('[data-testid=stMain]')]"
+        ".map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": 1440, "height": min(max(1000, height + 40), 4000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=ARTIFACTS / name)
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(dashboard.url)
+            password = page.locator("input[type=password]")
+            expect(password).to_be_visible()
+            _snap(page, "dashboard-0-sign-in.png")
+
+            password.fill("not the password")
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.get_by_text("Wrong password.")).to_be_visible()
+            page.wait_for_timeout(1200)  # the session's back-off after one wrong password is 1 s
+            password.fill(dashboard.password)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.get_by_role("heading", name="Products")).to_be_visible()
+            expect(page.locator(".st-key-card_demo-tee img").first).to_be_visible()
+            _snap(page, "dashboard-1-products.png")
+
+            card = page.locator(".st-key-card_demo-tee")
+            card.get_by_role("button", name="Generate video").click()
+            page.locator(".st-key-gen_demo-tee button").click()
+            expect(page.get_by_text(re.compile(r"Started job \w+ for demo-tee"))).to_be_visible()
+
+            page.get_by_role("link", name="Jobs").click()
+            expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+            done = page.locator("[data-testid=stMetric]").filter(has_text="Done today").locator("[data-testid=stMetricValue]")
+            # The fragment refreshes every 2 s without reloading the page: first the job shows
+            # up in flight, then it completes.
+            expect(page.get_by_text(re.compile(r"In progress \(1\)"))).to_be_visible()
+            bar = page.locator("[data-testid=stProgress]").first
+            expect(bar).to_contain_text(re.compile(r"\d+% · rendering video"), timeout=120_000)
+            _snap(page, "dashboard-2-jobs-running.png")
+            expect(done).to_have_text("1", timeout=240_000)
+            expect(page.get_by_text("In progress (0)")).to_be_visible()
+            _snap(page, "dashboard-3-jobs-done.png")
+
+            page.get_by_role("link", name="Products").click()
+            video = page.locator(".st-key-card_demo-tee video")
+            expect(video).to_be_visible()
+            video.scroll_into_view_if_needed()
+            facts = video.evaluate(
+                """async (v) => {
+                    v.muted = true;
+                    await v.play();
+                    await new Promise((ok) => setTimeout(ok, 800));
+                    return {ready: v.readyState, duration: v.duration, time: v.currentTime, error: v.error && v.error.code};
+                }"""
+            )
+            assert facts["error"] is None
+            assert facts["ready"] >= 2  # HAVE_CURRENT_DATA or better: the frames decode
+            assert facts["duration"] == pytest.approx(2.0, abs=0.15)
+            assert facts["time"] > 0  # it actually played
+            _snap(page, "dashboard-4-products-with-video.png")
+
+            card.get_by_role("link", name="Latest job").click()
+            expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
+            expect(page.locator("[data-testid=stImage] img")).to_have_count(2)
+            expect(page.locator("video")).to_have_count(1)
+            _snap(page, "dashboard-5-job-detail.png")
+
+            page.get_by_role("link", name="Costs").click()
+            expect(page.get_by_role("heading", name="Costs")).to_be_visible()
+            expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
+            _snap(page, "dashboard-6-costs.png")
+        except BaseException:
+            page.screenshot(path=ARTIFACTS / "dashboard-failure.png")
+            raise
+        finally:
+            browser.close()

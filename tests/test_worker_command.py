@@ -1,0 +1,50 @@
+"""``catwalk worker`` end to end: starts its server, pool, limits and worker; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.stack import WORK_POOL, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_worker_command_starts_and_stops_its_stack(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL")}
+    env.update(CATWALK_HOME=str(tmp_path / "home"), MAX_CONCURRENT_JOBS="4", VIDEO_PROVIDER_CONCURRENCY="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--port", str(port), "--no-deploy"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        assert proc.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "catwalk worker exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "worker running" in line:
+                break
+        pool = httpx.get(f"{api}/work_pools/{WORK_POOL}", timeout=10).json()
+        assert pool["type"] == "process" and pool["concurrency_limit"] == 4
+        limit = httpx.get(f"{api}/v2/concurrency_limits/provider:pika", timeout=10).json()
+        assert limit["limit"] == 2
+        assert (tmp_path / "home" / "prefect").is_dir()  # the server's home is under CATWALK_HOME
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
