@@ -32,6 +32,7 @@ from db import queries, session_scope
 from db.models import LedgerEntry, VideoJob
 from domain import JobStatus, Usage
 from errors import ConfigError, LimitExceeded
+from tests.conftest import reset_settings
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -220,11 +221,34 @@ def test_malformed_json_is_422(client: TestClient, products: list[str]) -> None:
     assert "JSON" in response.json()["detail"]
 
 
+def test_daily_limit_is_429_with_retry_after(
+    settings: config.Settings,
+    launcher: RecordingLauncher,
+    products: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limited = reset_settings(monkeypatch, DAILY_GENERATION_LIMIT="2")
+    app = create_app(limited, launcher=launcher, token=TOKEN)
+    with TestClient(app, headers=AUTH) as client:
+        first, second = (client.post(PREFIX, json={"productId": p}) for p in products[:2])
+        again = client.post(PREFIX, json={"productId": products[0]})  # in flight: no new job
+        refused = client.post(PREFIX, json={"productId": products[2]})
+    assert (first.status_code, second.status_code, again.status_code) == (202, 202, 200)
+    assert refused.status_code == 429
+    body = refused.json()
+    assert set(body) == {"detail", "retryAfter"}
+    assert "daily limit of 2" in body["detail"]
+    assert isinstance(body["retryAfter"], int) and 0 < body["retryAfter"] <= 24 * 3600
+    assert refused.headers["retry-after"] == str(body["retryAfter"])
+    assert "location" not in refused.headers
+    assert len(launcher.calls) == 2
+
+
 def test_limit_refusal_is_429_with_retry_after(
     settings: config.Settings, products: list[str]
 ) -> None:
-    # The limit check belongs to submission (shared with the CLI and dashboard); whatever
-    # step of it refuses, the API must translate LimitExceeded the same way.
+    # Whatever step of the submission refuses on a limit (here a launcher standing in for
+    # one), the API translates LimitExceeded the same way.
     app = create_app(settings, launcher=RefusingLauncher(), token=TOKEN)
     with TestClient(app, headers=AUTH) as client:
         response = client.post(PREFIX, json={"productId": "demo-tee"})
