@@ -33,10 +33,10 @@ from api.schemas import (
     SubmittedJob,
     ValidationErrorBody,
 )
-from api.stats import generation_stats
 from clients import factory
 from config import Settings, get_settings
 from db import get_engine, queries, session_scope
+from db.stats import compute_stats
 from domain import JobStatus
 from errors import CatwalkError, InputError, LimitExceeded, ProductImageError, ProductNotFound
 from submission import Launcher, default_launcher, submit_job
@@ -225,8 +225,10 @@ def create_app(
         responses={401: _UNAUTHORIZED},
     )
     def stats(settings: SettingsDep) -> Any:
+        # The dashboard's and `catwalk stats`' numbers; the response model keeps the
+        # contract's fields of them.
         with session_scope(settings) as session:
-            return generation_stats(session=session)
+            return compute_stats(session=session, settings=settings)
 
     @app.get(
         f"{PREFIX}/{{jobId}}",

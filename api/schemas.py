@@ -86,7 +86,7 @@ class CostByService(BaseModel):
 
 
 class DailyCost(BaseModel):
-    date: dt.date = Field(description="UTC day of the provider calls.")
+    date: dt.date = Field(description="Day of the provider calls, in LIMITS_TIMEZONE.")
     cost: float
 
 
@@ -96,7 +96,9 @@ class GenerationStats(BaseModel):
     failedJobs: int = Field(ge=0)
     totalCost: float
     costByService: CostByService
-    costByDate: list[DailyCost] = Field(description="Oldest day first; days without cost omitted.")
+    costByDate: list[DailyCost] = Field(
+        description="Every day from the first with spend to the last, oldest first (0 when none)."
+    )
 
 
 class ErrorBody(BaseModel):

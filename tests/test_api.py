@@ -30,6 +30,7 @@ from clients import factory
 from clients.storage import LocalBlobStore
 from db import queries, session_scope
 from db.models import LedgerEntry, VideoJob
+from db.stats import rebuild_hourly_rollup
 from domain import JobStatus, Usage
 from errors import ConfigError, LimitExceeded
 from tests.conftest import reset_settings
@@ -397,12 +398,12 @@ def test_stats_of_an_empty_database(client: TestClient) -> None:
     }
 
 
-def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
+def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
     client: TestClient, products: list[str], settings: config.Settings
 ) -> None:
     ids = [client.post(PREFIX, json={"productId": p}).json()["jobId"] for p in products]
     day1 = dt.datetime(2026, 11, 24, 23, 30, tzinfo=dt.UTC)
-    # 00:30 in Paris on the 25th is still the 24th in UTC: days are UTC days.
+    # 00:30 in Paris on the 25th is still the 24th in UTC (LIMITS_TIMEZONE's default).
     day1_late = dt.datetime(2026, 11, 25, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     day2 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     with session_scope(settings) as session:
@@ -419,6 +420,9 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
             session.add(LedgerEntry(job_id=job_id, service=service, provider="test", operation="op",
                                     model="m", unit="call", units=Decimal(1),
                                     unit_price=Decimal(amount), amount=Decimal(amount), created_at=at))
+        session.flush()
+        # Rows written behind record_usage's back: bring the hourly rollup stats read up to date.
+        rebuild_hourly_rollup(session=session)
     body = client.get(f"{PREFIX}/stats").json()
     assert body["totalJobs"] == 4
     assert body["completedJobs"] == 2
@@ -429,6 +433,9 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
         {"date": "2026-11-24", "cost": pytest.approx(0.078)},
         {"date": "2026-11-25", "cost": pytest.approx(0.339)},
     ]
+    assert set(body) == {
+        "totalJobs", "completedJobs", "failedJobs", "totalCost", "costByService", "costByDate"
+    }
     assert all(isinstance(v, int) for k, v in body.items() if k.endswith("Jobs"))
 
 
