@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from domain import JobStatus, ModelType, VideoStyle
 
@@ -72,9 +73,11 @@ class JobState(BaseModel):
     estimatedTimeRemaining: int | None = Field(
         description="Seconds left; 0 when completed, null when failed or cancelled."
     )
-    result: JobResult | None = None
-    error: str | None = None
-    cost: JobCost | None = None
+    # Absent rather than null when there is nothing to say (the contract's ``result?``,
+    # ``error?``, ``cost?``); the API leaves unset fields out of the JSON.
+    result: JobResult | SkipJsonSchema[None] = None
+    error: str | SkipJsonSchema[None] = None
+    cost: JobCost | SkipJsonSchema[None] = None
 
 
 class CostByService(BaseModel):
@@ -83,7 +86,7 @@ class CostByService(BaseModel):
 
 
 class DailyCost(BaseModel):
-    date: dt.date = Field(description="UTC day of the provider calls.")
+    date: dt.date = Field(description="Day of the provider calls, in LIMITS_TIMEZONE.")
     cost: float
 
 
@@ -93,7 +96,9 @@ class GenerationStats(BaseModel):
     failedJobs: int = Field(ge=0)
     totalCost: float
     costByService: CostByService
-    costByDate: list[DailyCost] = Field(description="Oldest day first; days without cost omitted.")
+    costByDate: list[DailyCost] = Field(
+        description="Every day from the first with spend to the last, oldest first (0 when none)."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,7 +61,12 @@ def _serve() -> None:
     from api.server import running_server
     from config import get_settings
 
-    app = create_app(get_settings(), launcher=CountingLauncher(), token=os.environ["BENCH_TOKEN"])
+    app = create_app(
+        get_settings(),
+        launcher=CountingLauncher(),
+        token=os.environ["BENCH_TOKEN"],
+        threads=int(os.environ["BENCH_THREADS"]),
+    )
     with running_server(app, backlog=2048) as url:
         print(url, flush=True)
         sys.stdin.read()
@@ -191,6 +197,7 @@ def main() -> None:
         "--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="server where --db postgresql makes (and drops) its throwaway database",
     )
+    parser.add_argument("--threads", type=int, default=None, help="the API's handler threads")
     parser.add_argument("--launch-runs", type=int, default=5, help="real LocalProcessLauncher runs")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,7 +206,19 @@ def main() -> None:
         return
 
     home = Path(tempfile.mkdtemp(prefix="catwalk-bench-api-"))
-    env = {**os.environ, "CATWALK_HOME": str(home), "BENCH_TOKEN": TOKEN}
+    from api.app import DEFAULT_THREADS
+
+    threads = args.threads or DEFAULT_THREADS
+    env = {
+        **os.environ,
+        "CATWALK_HOME": str(home),
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_THREADS": str(threads),
+        # The daily limit is checked (a reservation on today's usage row) but never reached:
+        # this measures admissions, not refusals.
+        "DAILY_GENERATION_LIMIT": str(10 * (args.requests + args.queue)),
+    }
+    env.pop("DAILY_BUDGET", None)
     env.pop("DATABASE_URL", None)
     pg_name = None
     if args.db == "postgresql":
@@ -209,7 +228,9 @@ def main() -> None:
         with psycopg.connect(args.pg_admin, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{pg_name}"')
         env["DATABASE_URL"] = f"{args.pg_admin.rsplit('/', 1)[0]}/{pg_name}"
-    os.environ.update({k: env[k] for k in ("CATWALK_HOME",) + (("DATABASE_URL",) if pg_name else ())})
+    os.environ.update(
+        {k: env[k] for k in ("CATWALK_HOME", "DAILY_GENERATION_LIMIT") + (("DATABASE_URL",) if pg_name else ())}
+    )
 
     from config import get_settings
     from db import dispose_engines
@@ -231,7 +252,10 @@ def main() -> None:
             base_url = server.stdout.readline().strip()
             if not base_url.startswith("http"):
                 raise SystemExit("the API server did not start")
-            print(f"API at {base_url} (uvicorn, 1 process; launcher records, starts no flows)")
+            print(
+                f"API at {base_url} (uvicorn, 1 process, {threads} handler threads; "
+                "launcher records, starts no flows)"
+            )
             print(f"{args.clients} concurrent clients, {args.requests} POSTs then as many GETs")
             cpu_before = _cpu_seconds(server.pid)
             result = asyncio.run(_load(base_url, products, args.clients))
@@ -240,6 +264,8 @@ def main() -> None:
             assert server.stdin is not None
             server.stdin.close()
             server.wait(timeout=60)
+        if set(result["codes"]) != {"POST 202", "GET 200"}:
+            print(f"warning: not every request succeeded: {result['codes']}")
         post = _summary("POST", result["post"])
         get = _summary("GET", result["get"])
         print(f"POST throughput {len(result['post']) / result['post_wall']:.0f}/s; "
@@ -267,6 +293,7 @@ def main() -> None:
             "local_launch_ms_median": round(statistics.median(launch) * 1000, 1) if launch else None,
             "server_cpu_ms_per_request": round(server_cpu / served * 1000, 2),
             "load_average": round(os.getloadavg()[0], 1),
+            "threads": threads,
             "clients": args.clients,
             "requests": args.requests,
             "queue_pending": args.queue,
@@ -277,6 +304,7 @@ def main() -> None:
         print(json.dumps(figures))
     finally:
         dispose_engines()
+        shutil.rmtree(home, ignore_errors=True)
         if pg_name:
             import psycopg
 

@@ -17,11 +17,15 @@ def api(
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 to serve the network.")
     ] = "127.0.0.1",
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Requests handled at once (default 8).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (the original video-generation contract) with uvicorn."""
     import uvicorn
 
     from api import create_app
+    from api.app import DEFAULT_THREADS
     from api.auth import resolve_token
 
     settings = get_settings()
@@ -31,5 +35,5 @@ def api(
         # else (not logged, not stored). Set CATWALK_API_TOKEN to keep one across restarts.
         err.print("[yellow]CATWALK_API_TOKEN is not set; this run accepts the token:[/]")
         err.print(token, markup=False, highlight=False, soft_wrap=True)
-    app = create_app(settings, token=token)
+    app = create_app(settings, token=token, threads=threads or DEFAULT_THREADS)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

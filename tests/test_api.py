@@ -30,8 +30,10 @@ from clients import factory
 from clients.storage import LocalBlobStore
 from db import queries, session_scope
 from db.models import LedgerEntry, VideoJob
+from db.stats import rebuild_hourly_rollup
 from domain import JobStatus, Usage
 from errors import ConfigError, LimitExceeded
+from tests.conftest import reset_settings
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -199,6 +201,19 @@ def test_bad_requests_are_422_with_a_clear_message(
         assert queries.list_jobs(session=session) == []
 
 
+def test_refusals_name_the_field_and_the_reason(client: TestClient, products: list[str]) -> None:
+    unknown = client.post(PREFIX, json={"productId": "nope"}).json()["errors"]
+    bare = client.post(PREFIX, json={"productId": "no-photo"}).json()["errors"]
+    bad_option = client.post(
+        PREFIX, json={"productId": "demo-tee", "options": {"modelType": "robot"}}
+    ).json()["errors"]
+    assert unknown == [
+        {"loc": ["body", "productId"], "msg": "unknown product 'nope'", "type": "product_not_found"}
+    ]
+    assert [(e["loc"], e["type"]) for e in bare] == [(["body", "productId"], "product_image")]
+    assert [e["loc"] for e in bad_option] == [["body", "options", "modelType"]]
+
+
 def test_malformed_json_is_422(client: TestClient, products: list[str]) -> None:
     response = client.post(
         PREFIX, content=b'{"productId": "demo-tee",', headers={"Content-Type": "application/json"}
@@ -207,11 +222,34 @@ def test_malformed_json_is_422(client: TestClient, products: list[str]) -> None:
     assert "JSON" in response.json()["detail"]
 
 
+def test_daily_limit_is_429_with_retry_after(
+    settings: config.Settings,
+    launcher: RecordingLauncher,
+    products: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limited = reset_settings(monkeypatch, DAILY_GENERATION_LIMIT="2")
+    app = create_app(limited, launcher=launcher, token=TOKEN)
+    with TestClient(app, headers=AUTH) as client:
+        first, second = (client.post(PREFIX, json={"productId": p}) for p in products[:2])
+        again = client.post(PREFIX, json={"productId": products[0]})  # in flight: no new job
+        refused = client.post(PREFIX, json={"productId": products[2]})
+    assert (first.status_code, second.status_code, again.status_code) == (202, 202, 200)
+    assert refused.status_code == 429
+    body = refused.json()
+    assert set(body) == {"detail", "retryAfter"}
+    assert "daily limit of 2" in body["detail"]
+    assert isinstance(body["retryAfter"], int) and 0 < body["retryAfter"] <= 24 * 3600
+    assert refused.headers["retry-after"] == str(body["retryAfter"])
+    assert "location" not in refused.headers
+    assert len(launcher.calls) == 2
+
+
 def test_limit_refusal_is_429_with_retry_after(
     settings: config.Settings, products: list[str]
 ) -> None:
-    # The limit check belongs to submission (shared with the CLI and dashboard); whatever
-    # step of it refuses, the API must translate LimitExceeded the same way.
+    # Whatever step of the submission refuses on a limit (here a launcher standing in for
+    # one), the API translates LimitExceeded the same way.
     app = create_app(settings, launcher=RefusingLauncher(), token=TOKEN)
     with TestClient(app, headers=AUTH) as client:
         response = client.post(PREFIX, json={"productId": "demo-tee"})
@@ -360,12 +398,12 @@ def test_stats_of_an_empty_database(client: TestClient) -> None:
     }
 
 
-def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
+def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
     client: TestClient, products: list[str], settings: config.Settings
 ) -> None:
     ids = [client.post(PREFIX, json={"productId": p}).json()["jobId"] for p in products]
     day1 = dt.datetime(2026, 11, 24, 23, 30, tzinfo=dt.UTC)
-    # 00:30 in Paris on the 25th is still the 24th in UTC: days are UTC days.
+    # 00:30 in Paris on the 25th is still the 24th in UTC (LIMITS_TIMEZONE's default).
     day1_late = dt.datetime(2026, 11, 25, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     day2 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     with session_scope(settings) as session:
@@ -382,6 +420,9 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
             session.add(LedgerEntry(job_id=job_id, service=service, provider="test", operation="op",
                                     model="m", unit="call", units=Decimal(1),
                                     unit_price=Decimal(amount), amount=Decimal(amount), created_at=at))
+        session.flush()
+        # Rows written behind record_usage's back: bring the hourly rollup stats read up to date.
+        rebuild_hourly_rollup(session=session)
     body = client.get(f"{PREFIX}/stats").json()
     assert body["totalJobs"] == 4
     assert body["completedJobs"] == 2
@@ -392,6 +433,9 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_utc_day(
         {"date": "2026-11-24", "cost": pytest.approx(0.078)},
         {"date": "2026-11-25", "cost": pytest.approx(0.339)},
     ]
+    assert set(body) == {
+        "totalJobs", "completedJobs", "failedJobs", "totalCost", "costByService", "costByDate"
+    }
     assert all(isinstance(v, int) for k, v in body.items() if k.endswith("Jobs"))
 
 
@@ -415,6 +459,13 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
     assert props("JobState") >= {
         "jobId", "status", "progress", "currentStep", "estimatedTimeRemaining", "result", "error", "cost"
     }
+    job_state = schemas["JobState"]
+    # Optional keys are absent, never null; estimatedTimeRemaining is always there (or null).
+    assert set(job_state["required"]) == {
+        "jobId", "productId", "status", "progress", "currentStep", "estimatedTimeRemaining"
+    }
+    for key in ("result", "error", "cost"):
+        assert "anyOf" not in job_state["properties"][key]
     assert props("JobResult") == {"videoUrl", "thumbnailUrl", "duration"}
     assert props("JobCost") == {"nanoBanana", "pikaLabs", "total"}
     assert props("GenerationStats") == {
