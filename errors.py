@@ -7,6 +7,7 @@
     ├── LimitExceeded                 refused by a daily limit or budget (carries ``retry_after``)
     ├── ConfigError                   settings missing or inconsistent
     ├── NotificationError             an alert could not be delivered to the webhook
+    ├── LaunchError                   a recorded job could not be started (it is marked FAILED)
     └── PipelineError                 a step of a video job failed
         ├── ProviderError             an AI provider failed
         │   ├── TransientProviderError  429, 5xx, timeouts, connection errors: retry
@@ -68,6 +69,14 @@ class ConfigError(CatwalkError):
 
 class NotificationError(CatwalkError):
     """An alert could not be delivered (the message never contains the webhook URL)."""
+
+
+class LaunchError(CatwalkError):
+    """A job was recorded but its run could not be started; the job is marked FAILED."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class PipelineError(CatwalkError):

@@ -32,7 +32,7 @@ from db import limits, queries, session_scope
 from db.base import utcnow
 from db.models import JobEvent, VideoJob
 from domain import POSES, JobOptions, JobStatus
-from errors import ConfigError, InputError, ProductImageError
+from errors import ConfigError, InputError, LaunchError, ProductImageError, describe
 
 # Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
 # and render ~60-120 s, publish a few seconds): the contract's ``estimatedTime``.
@@ -157,13 +157,35 @@ def submit_job(
         )
     if created:
         launcher = launcher or default_launcher(settings)
-        run_id = launcher.launch(job_id=submission.job_id, product_id=product_id, options=job_options.to_dict())
+        try:
+            run_id = launcher.launch(
+                job_id=submission.job_id, product_id=product_id, options=job_options.to_dict()
+            )
+        except Exception as exc:  # any launch failure at all must not strand the job
+            _fail_unlaunched(submission.job_id, exc, settings=settings)
+            raise LaunchError(
+                f"job {submission.job_id} could not be started: {describe(exc)}", job_id=submission.job_id
+            ) from exc
         if run_id:
             with session_scope(settings) as session:
                 job = queries.get_job(session=session, job_id=submission.job_id)
                 if job is not None and job.flow_run_id is None:
                     job.flow_run_id = run_id
     return submission
+
+
+def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> None:
+    """A job whose run never started is FAILED (not PENDING forever) and gives back its
+    generation, so the product can be submitted again at once."""
+    with session_scope(settings) as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or job.status.is_final:
+            return
+        job.status = JobStatus.FAILED
+        job.error_message = f"could not start the job: {describe(exc)}"
+        job.completed_at = utcnow()
+        queries.record_event(session=session, job_id=job_id, step="submit", kind="failed", message=job.error_message)
+        limits.reconcile_job(session=session, job_id=job_id)
 
 
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})

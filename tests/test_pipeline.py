@@ -186,3 +186,29 @@ def test_a_job_past_its_time_limit_fails_with_a_clear_reason(settings, monkeypat
     assert job.retry_count == 0, "a timed-out job is not retried past its limit"
     assert job.completed_at is not None
     assert (job.completed_at - job.started_at).total_seconds() < 20
+
+
+class _BrokenLauncher:
+    def launch(self, *, job_id: str, product_id: str, options: dict, run_key: str | None = None) -> str | None:
+        raise OSError("cannot start the interpreter")
+
+
+def test_a_job_that_cannot_be_started_fails_instead_of_waiting_forever(settings) -> None:
+    from errors import LaunchError
+    from submission import submit_job
+    from tests.helpers import RecordingLauncher
+
+    seed_demo_catalog()
+    with pytest.raises(LaunchError, match="could not be started: internal error \\(OSError\\): cannot start") as raised:
+        submit_job("demo-tee", {}, launcher=_BrokenLauncher())
+    stranded = load_job(raised.value.job_id)
+    assert stranded.status is JobStatus.FAILED
+    assert stranded.error_message == "could not start the job: internal error (OSError): cannot start the interpreter"
+
+    # The product is free again: the next submission records and launches a new job.
+    again = submit_job("demo-tee", {}, launcher=RecordingLauncher())
+    assert again.created and again.job_id != stranded.id
+    with session_scope() as session:
+        from db.models import UsageDay
+
+        assert sum(day.generations for day in session.query(UsageDay).all()) == 1
