@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import submission
-from dashboards import data, ui
+from dashboards import actions, data, ui
 from domain import JobStatus
 from errors import CatwalkError
 
@@ -22,23 +22,12 @@ def _retry(job_id: str) -> None:
     data.clear()
 
 
-def _cancel(job_id: str) -> None:
-    try:
-        status = submission.cancel_job(job_id, settings=data.settings())
-    except CatwalkError as exc:
-        ui.flash("error", exc.user_message)
-    else:
-        note = "cancelled" if status is JobStatus.CANCELLED else "asked to stop; it stops at its next checkpoint"
-        ui.flash("info", f"Job {job_id} {note}.")
-    data.clear()
-
-
 def _actions(detail: data.JobDetail) -> None:
     job = detail.job
     if job.is_active:
         st.button(
             "Cancel job", key="cancel_job", icon=":material/block:", disabled=job.cancel_requested,
-            on_click=_cancel, args=(job.id,),
+            on_click=actions.cancel, args=(job.id,),
         )
         if job.cancel_requested:
             st.caption(":orange[Cancel requested: the job stops at its next checkpoint.]")

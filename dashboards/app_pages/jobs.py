@@ -5,10 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import submission
-from dashboards import data, ui
+from dashboards import actions, data, ui
 from domain import ACTIVE_STATUSES, JobStatus
-from errors import CatwalkError
 
 MAX_CARDS = 24  # a big batch would bury the page; the table below lists every job
 _COUNTERS = (
@@ -19,17 +17,6 @@ _COUNTERS = (
     (JobStatus.COMPLETED, "Done today"),
     (JobStatus.FAILED, "Failed today"),
 )
-
-
-def _cancel(job_id: str) -> None:
-    try:
-        status = submission.cancel_job(job_id, settings=data.settings())
-    except CatwalkError as exc:
-        ui.flash("error", exc.user_message)
-    else:
-        note = "cancelled" if status is JobStatus.CANCELLED else "asked to stop; it stops at its next checkpoint"
-        ui.flash("info", f"Job {job_id} {note}.")
-    data.clear()
 
 
 def _active_job(job: data.JobRow) -> None:
@@ -53,7 +40,7 @@ def _active_job(job: data.JobRow) -> None:
                 st.link_button("Prefect run", run_url, icon=":material/open_in_new:")
             st.button(
                 "Cancel", key=f"cancel_{job.id}", icon=":material/block:", disabled=job.cancel_requested,
-                on_click=_cancel, args=(job.id,),
+                on_click=actions.cancel, args=(job.id,),
             )
 
 
