@@ -18,6 +18,7 @@ from cli import fakes_cmd
 from cli.api_cmd import api
 from cli.worker_cmd import worker
 from clients import factory
+from clients.media import identify_image, read_image_source
 from config import get_settings
 from db import queries, session_scope
 from db.models import VideoJob
@@ -94,6 +95,11 @@ def products_add(
 ) -> None:
     """Add (or update) a product with its photos."""
     refs = [_image_ref(i, base=Path.cwd()) for i in images]
+    for ref in refs:
+        # A typo in a path is cheaper to catch now than at generation time. URLs are left
+        # to the job: the shop's CDN may not be reachable from this machine.
+        if not ref.startswith(("http://", "https://")):
+            identify_image(read_image_source(ref), source=ref)
     with session_scope() as session:
         product = queries.upsert_product(
             session=session, product_id=product_id or _slug(name), name=name, images=refs

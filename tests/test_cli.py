@@ -73,6 +73,16 @@ def test_bad_catalog_files_get_one_clear_line(settings, tmp_path: Path) -> None:
     assert missing.startswith("error: cannot read")
 
 
+def test_adding_a_product_with_a_bad_photo_path_says_so(settings, tmp_path: Path) -> None:
+    missing = tmp_path / "shirt.jpg"
+    assert _one_line_error(catwalk("products", "add", "Shirt", str(missing))) == f"error: image file not found: {missing}"
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    assert _one_line_error(catwalk("products", "add", "Shirt", str(text))) == f"error: {text} is not a readable image"
+    with session_scope() as session:
+        assert not queries.list_products(session=session)
+
+
 def test_generate_errors_are_one_clear_line(settings, tmp_path: Path) -> None:
     assert _one_line_error(catwalk("generate", "nope")) == "error: unknown product 'nope'"
 
