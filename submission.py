@@ -32,7 +32,7 @@ from db import limits, queries, session_scope
 from db.base import utcnow
 from db.models import JobEvent, VideoJob
 from domain import POSES, JobOptions, JobStatus
-from errors import ConfigError, InputError, LaunchError, ProductImageError, describe
+from errors import CatwalkError, ConfigError, InputError, LaunchError, ProductImageError, describe
 
 # Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
 # and render ~60-120 s, publish a few seconds): the contract's ``estimatedTime``.
@@ -163,6 +163,8 @@ def submit_job(
             )
         except Exception as exc:  # any launch failure at all must not strand the job
             _fail_unlaunched(submission.job_id, exc, settings=settings)
+            if isinstance(exc, CatwalkError):
+                raise  # already says what went wrong, in words (and types) callers know
             raise LaunchError(
                 f"job {submission.job_id} could not be started: {describe(exc)}", job_id=submission.job_id
             ) from exc
