@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
 
 TOKEN = "bench-token-" + uuid.uuid4().hex
 PREFIX = "/api/admin/video-generation"
@@ -57,9 +57,9 @@ class CountingLauncher:
 
 def _serve() -> None:
     """Child mode: serve the API for the settings in the environment until stdin closes."""
-    from api import create_app
-    from api.server import running_server
-    from config import get_settings
+    from catwalk.api import create_app
+    from catwalk.api.server import running_server
+    from catwalk.config import get_settings
 
     app = create_app(
         get_settings(),
@@ -94,12 +94,12 @@ def _summary(name: str, values: list[float]) -> dict[str, float]:
 
 
 def _seed(settings: Any, *, queue: int, fresh: int) -> list[str]:
+    from catwalk.db import session_scope
+    from catwalk.db.models import Product, VideoJob
     from sqlalchemy import insert
 
-    from catalog import DEMO_PRODUCTS, write_demo_photos
-    from db import session_scope
-    from db.models import Product, VideoJob
-    from domain import JobStatus
+    from catwalk.catalog import DEMO_PRODUCTS, write_demo_photos
+    from catwalk.domain import JobStatus
 
     photo = str(write_demo_photos(settings.catwalk_home / "photos")[DEMO_PRODUCTS[0].id])
     busy = [f"busy-{i:06d}" for i in range(queue)]
@@ -135,7 +135,9 @@ async def _load(base_url: str, products: list[str], clients: int) -> dict[str, A
     codes: dict[str, int] = {}
     job_ids: list[str] = []
 
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as http:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as http:
         pending = list(products)
 
         async def poster() -> None:
@@ -175,7 +177,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _time_local_launcher(settings: Any, runs: int) -> list[float]:
-    from submission import LocalProcessLauncher
+    from catwalk.submission import LocalProcessLauncher
 
     launcher = LocalProcessLauncher(settings)
     times = []
@@ -194,7 +196,8 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=5000, help="PENDING jobs already queued")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
-        "--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres",
+        "--pg-admin",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="server where --db postgresql makes (and drops) its throwaway database",
     )
     parser.add_argument("--threads", type=int, default=None, help="the API's handler threads")
@@ -206,7 +209,7 @@ def main() -> None:
         return
 
     home = Path(tempfile.mkdtemp(prefix="catwalk-bench-api-"))
-    from api.app import DEFAULT_THREADS
+    from catwalk.api.app import DEFAULT_THREADS
 
     threads = args.threads or DEFAULT_THREADS
     env = {
@@ -229,11 +232,16 @@ def main() -> None:
             admin.execute(f'CREATE DATABASE "{pg_name}"')
         env["DATABASE_URL"] = f"{args.pg_admin.rsplit('/', 1)[0]}/{pg_name}"
     os.environ.update(
-        {k: env[k] for k in ("CATWALK_HOME", "DAILY_GENERATION_LIMIT") + (("DATABASE_URL",) if pg_name else ())}
+        {
+            k: env[k]
+            for k in ("CATWALK_HOME", "DAILY_GENERATION_LIMIT")
+            + (("DATABASE_URL",) if pg_name else ())
+        }
     )
 
-    from config import get_settings
-    from db import dispose_engines
+    from catwalk.db import dispose_engines
+
+    from catwalk.config import get_settings
 
     settings = get_settings()
     try:
@@ -245,7 +253,11 @@ def main() -> None:
         )
         server = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--serve"],
-            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         try:
             assert server.stdout is not None
@@ -268,8 +280,10 @@ def main() -> None:
             print(f"warning: not every request succeeded: {result['codes']}")
         post = _summary("POST", result["post"])
         get = _summary("GET", result["get"])
-        print(f"POST throughput {len(result['post']) / result['post_wall']:.0f}/s; "
-              f"status codes {result['codes']}")
+        print(
+            f"POST throughput {len(result['post']) / result['post_wall']:.0f}/s; "
+            f"status codes {result['codes']}"
+        )
         served = len(result["post"]) + len(result["get"])
         print(
             f"server CPU {server_cpu:.2f} s for {served} requests: "
@@ -290,7 +304,9 @@ def main() -> None:
             "post_max_ms": round(post["max"] * 1000, 1),
             "get_p50_ms": round(get["p50"] * 1000, 1),
             "get_p95_ms": round(get["p95"] * 1000, 1),
-            "local_launch_ms_median": round(statistics.median(launch) * 1000, 1) if launch else None,
+            "local_launch_ms_median": round(statistics.median(launch) * 1000, 1)
+            if launch
+            else None,
             "server_cpu_ms_per_request": round(server_cpu / served * 1000, 2),
             "load_average": round(os.getloadavg()[0], 1),
             "threads": threads,

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 
 import psycopg
 
@@ -108,7 +107,9 @@ def _timed(fn: Callable[[], Any], *, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--ledger", type=int, default=1_000_000)
@@ -121,12 +122,19 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     home = Path(tempfile.mkdtemp(prefix="catwalk-bench-"))
-    os.environ.update(DATABASE_URL=url, CATWALK_HOME=str(home), CATWALK_ADMIN_PASSWORD="bench-password-1")
-    results: dict[str, Any] = {"jobs": args.jobs, "ledger_rows": args.ledger, "products": args.products}
+    os.environ.update(
+        DATABASE_URL=url, CATWALK_HOME=str(home), CATWALK_ADMIN_PASSWORD="bench-password-1"
+    )
+    results: dict[str, Any] = {
+        "jobs": args.jobs,
+        "ledger_rows": args.ledger,
+        "products": args.products,
+    }
     try:
-        from catalog import DEMO_PRODUCTS, write_demo_photos
-        from config import get_settings
-        from db import get_engine
+        from catwalk.db import get_engine
+
+        from catwalk.catalog import DEMO_PRODUCTS, write_demo_photos
+        from catwalk.config import get_settings
 
         get_settings.cache_clear()
         get_engine(get_settings())  # migrate
@@ -137,25 +145,32 @@ def main() -> None:
                 conn.execute(
                     # SQL's modulo is "%": double it where it is not a placeholder.
                     re.sub(r"%(?!\()", "%%", statement),  # type: ignore[arg-type]
-                    {"photo": photo, "products": args.products, "jobs": args.jobs,
-                     "ledger": args.ledger, "active": args.active},
+                    {
+                        "photo": photo,
+                        "products": args.products,
+                        "jobs": args.jobs,
+                        "ledger": args.ledger,
+                        "active": args.active,
+                    },
                 )
         # Bulk rows skip record_usage, which keeps the hourly rollup: build it once, as after
         # an import.
-        from db import session_scope, stats
+        from catwalk.db import session_scope, stats
 
         with session_scope(get_settings()) as session:
             rollup_rows = stats.rebuild_hourly_rollup(session=session)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")  # what autovacuum would have done by now
         results["fill_seconds"] = round(time.perf_counter() - started, 1)
-        print(f"filled {args.products:,} products, {args.jobs:,} jobs, {3 * args.jobs:,} events, "
-              f"{args.ledger:,} ledger rows ({rollup_rows:,} hourly rollup rows) in {results['fill_seconds']} s")
+        print(
+            f"filled {args.products:,} products, {args.jobs:,} jobs, {3 * args.jobs:,} events, "
+            f"{args.ledger:,} ledger rows ({rollup_rows:,} hourly rollup rows) in {results['fill_seconds']} s"
+        )
 
         results["data_ms"] = _bench_data(args)
         results["render_ms"] = _bench_pages()
     finally:
-        from db import dispose_engines
+        from catwalk.db import dispose_engines
 
         dispose_engines()
         if not args.keep:
@@ -171,8 +186,7 @@ def _bench_data(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     import streamlit as st
-
-    from dashboards import data
+    from catwalk.dashboards import data
 
     some_job = data.jobs(limit=1)[0].id
     calls: dict[str, Callable[[], Any]] = {
@@ -209,11 +223,12 @@ def _bench_data(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def _bench_pages() -> dict[str, float]:
     import streamlit as st
+    from catwalk.dashboards import data
     from streamlit.testing.v1 import AppTest
 
-    from dashboards import data
-
-    app = AppTest.from_file(str(ROOT / "dashboards" / "streamlit_app.py"), default_timeout=120).run()
+    app = AppTest.from_file(
+        str(ROOT / "dashboards" / "streamlit_app.py"), default_timeout=120
+    ).run()
     app.text_input(key="signin_password").input("bench-password-1")
     app.button[0].click().run()
     assert not app.exception, app.exception
@@ -221,14 +236,20 @@ def _bench_pages() -> dict[str, float]:
     pages = {
         "products": ("app_pages/products.py", {}, "Products"),
         "jobs": ("app_pages/jobs.py", {}, "Jobs"),
-        "job detail": ("app_pages/job_detail.py", {"job": some_job}, data.job_detail(some_job).job.product_name),  # type: ignore[union-attr]
+        "job detail": (
+            "app_pages/job_detail.py",
+            {"job": some_job},
+            data.job_detail(some_job).job.product_name,
+        ),  # type: ignore[union-attr]
         "costs": ("app_pages/costs.py", {}, "Costs"),
     }
     figures: dict[str, dict[str, float]] = {}
     print(f"\n{'AppTest render':<28}{'cold ms':>10}{'warm ms':>10}")
     for label, (path, query, title) in pages.items():
 
-        def render(path: str = path, query: dict[str, str] = query, title: str = title, cold: bool = True) -> None:
+        def render(
+            path: str = path, query: dict[str, str] = query, title: str = title, cold: bool = True
+        ) -> None:
             if cold:
                 st.cache_data.clear()
             app.query_params.clear()

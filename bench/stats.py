@@ -25,13 +25,11 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from catwalk.db import session_scope
+from catwalk.db.session import dispose_engines, get_engine
+from catwalk.db.stats import compute_stats, rebuild_hourly_rollup
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from config import Settings
-from db import session_scope
-from db.session import dispose_engines, get_engine
-from db.stats import compute_stats, rebuild_hourly_rollup
+from catwalk.config import Settings
 
 CALLS_PER_JOB = 3  # two keyframes and one video
 PRODUCTS = 2000
@@ -103,7 +101,13 @@ def main() -> None:
         jobs = args.rows // CALLS_PER_JOB + 1
         start = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
         t0 = time.perf_counter()
-        params = {"products": PRODUCTS, "jobs": jobs, "rows": args.rows, "start": start, "span": "365 days"}
+        params = {
+            "products": PRODUCTS,
+            "jobs": jobs,
+            "rows": args.rows,
+            "start": start,
+            "span": "365 days",
+        }
         with psycopg.connect(url) as conn:
             for statement in filter(str.strip, _FILL.split(";")):
                 conn.execute(statement, params)
@@ -121,7 +125,9 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE cost_ledger_hourly")
             ledger = conn.execute("SELECT sum(amount), count(*) FROM cost_ledger").fetchone()
-            rollup = conn.execute("SELECT sum(amount), sum(calls) FROM cost_ledger_hourly").fetchone()
+            rollup = conn.execute(
+                "SELECT sum(amount), sum(calls) FROM cost_ledger_hourly"
+            ).fetchone()
         assert ledger == rollup, (ledger, rollup)
         print(
             f"hourly rollup: {rollup_rows:,} rows built in {rollup_s:.1f} s; "
@@ -129,7 +135,9 @@ def main() -> None:
             flush=True,
         )
 
-        def run(first: dt.date | None = None, last: dt.date | None = None, on: Settings = settings) -> dict:
+        def run(
+            first: dt.date | None = None, last: dt.date | None = None, on: Settings = settings
+        ) -> dict:
             with session_scope(on) as session:
                 return compute_stats(session=session, settings=on, date_from=first, date_to=last)
 
@@ -139,7 +147,10 @@ def main() -> None:
         print("stats over the last 30 days:", flush=True)
         month = _timed("30 days", lambda: run(today - dt.timedelta(days=29), today), args.runs)
         kolkata = Settings(DATABASE_URL=url, LIMITS_TIMEZONE="Asia/Kolkata")
-        print("stats over the whole year in Asia/Kolkata (midnight hours from the ledger):", flush=True)
+        print(
+            "stats over the whole year in Asia/Kolkata (midnight hours from the ledger):",
+            flush=True,
+        )
         exact = _timed("Asia/Kolkata", lambda: run(on=kolkata), args.runs)
         result = run()
         print(
@@ -148,7 +159,10 @@ def main() -> None:
             flush=True,
         )
         with psycopg.connect(url) as conn:
-            load = conn.execute("SELECT 1").fetchone() and Path("/proc/loadavg").read_text().split()[:3]
+            load = (
+                conn.execute("SELECT 1").fetchone()
+                and Path("/proc/loadavg").read_text().split()[:3]
+            )
         print(f"machine load average while measuring: {' '.join(load)}", flush=True)
         print(
             json.dumps(

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -31,27 +30,45 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
 
 PG_ADMIN = os.environ.get("CATWALK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="20 products, 0.5 s images, 5 s video")
-    p.add_argument("--products", type=int, default=None, help="jobs per run (default 100, quick 20)")
-    p.add_argument("--concurrency", type=int, default=10, help="work pool limit (MAX_CONCURRENT_JOBS)")
-    p.add_argument("--image-latency", type=float, default=None, help="seconds per keyframe (2, quick 0.5)")
-    p.add_argument("--video-latency", type=float, default=None, help="seconds per video (20, quick 5)")
-    p.add_argument("--submissions", type=int, default=200, help="submissions timed against a busy queue")
-    p.add_argument("--fail-rate", type=float, default=0.3, help="transient failure probability per call")
-    p.add_argument("--frame-width", type=int, default=96, help="offline frame width (rendering cost)")
+    p.add_argument(
+        "--products", type=int, default=None, help="jobs per run (default 100, quick 20)"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=10, help="work pool limit (MAX_CONCURRENT_JOBS)"
+    )
+    p.add_argument(
+        "--image-latency", type=float, default=None, help="seconds per keyframe (2, quick 0.5)"
+    )
+    p.add_argument(
+        "--video-latency", type=float, default=None, help="seconds per video (20, quick 5)"
+    )
+    p.add_argument(
+        "--submissions", type=int, default=200, help="submissions timed against a busy queue"
+    )
+    p.add_argument(
+        "--fail-rate", type=float, default=0.3, help="transient failure probability per call"
+    )
+    p.add_argument(
+        "--frame-width", type=int, default=96, help="offline frame width (rendering cost)"
+    )
     p.add_argument("--catwalk-db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--prefect-db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--query-seconds", type=float, default=1.0, help="worker polling interval")
     p.add_argument("--skip-faults", action="store_true", help="no phase 3")
     p.add_argument("--skip-throughput", action="store_true", help="no phases 1 and 2")
-    p.add_argument("--fault-products", type=int, default=None, help="jobs in phase 3 (default: --products)")
+    p.add_argument(
+        "--fault-products", type=int, default=None, help="jobs in phase 3 (default: --products)"
+    )
     a = p.parse_args()
     a.products = a.products or (20 if a.quick else 100)
     a.fault_products = a.fault_products or a.products
@@ -120,20 +137,25 @@ class Bench:
         if a.prefect_db == "postgresql":
             name, url = _create_pg("prefect_bench")
             self.databases.append(name)
-            env["PREFECT_API_DATABASE_CONNECTION_URL"] = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = url.replace(
+                "postgresql://", "postgresql+asyncpg://", 1
+            )
         for key in ("PREFECT_API_URL", "OFFLINE_FAIL_STEPS"):
             os.environ.pop(key, None)
         os.environ.update(env)
 
     def start_stack(self) -> None:
-        from config import get_settings
-        from deployments import stack
+        from catwalk.deployments import stack
+
+        from catwalk.config import get_settings
 
         settings = get_settings()
         t0 = time.monotonic()
         self.server = stack.ManagedServer(settings, port=stack.free_port())
         os.environ["PREFECT_API_URL"] = self.server.start()
-        _say(f"server   up in {time.monotonic() - t0:.1f} s at {self.server.api_url} (prefect db: {self.args.prefect_db})")
+        _say(
+            f"server   up in {time.monotonic() - t0:.1f} s at {self.server.api_url} (prefect db: {self.args.prefect_db})"
+        )
         t0 = time.monotonic()
         stack.ensure_work_pool(settings)
         stack.ensure_provider_limits(settings)
@@ -142,7 +164,7 @@ class Bench:
         self.start_worker()
 
     def start_worker(self) -> None:
-        from deployments import stack
+        from catwalk.deployments import stack
 
         stack.stop_process(self.worker)
         self.worker = stack.start_worker(
@@ -153,8 +175,8 @@ class Bench:
         time.sleep(3)
 
     def stop(self) -> None:
-        from db.session import dispose_engines
-        from deployments import stack
+        from catwalk.db.session import dispose_engines
+        from catwalk.deployments import stack
 
         stack.stop_process(self.worker)
         if self.server is not None:
@@ -164,19 +186,22 @@ class Bench:
             _drop_pg(name)
 
     def seed(self, prefix: str, count: int) -> list[str]:
-        import catalog
-        from db import queries, session_scope
+        from catwalk.db import queries, session_scope
+
+        from catwalk import catalog
 
         photos = list(catalog.write_demo_photos(self.home / "photos").values())
         ids = [f"{prefix}-{i:03d}" for i in range(count)]
         with session_scope() as session:
             for i, pid in enumerate(ids):
-                queries.upsert_product(session=session, product_id=pid, name=pid, images=[str(photos[i % len(photos)])])
+                queries.upsert_product(
+                    session=session, product_id=pid, name=pid, images=[str(photos[i % len(photos)])]
+                )
         return ids
 
     # Phases --------------------------------------------------------------------------
     def submit(self, ids: list[str]) -> tuple[list[str], list[float]]:
-        from submission import submit_job
+        from catwalk.submission import submit_job
 
         jobs, latencies = [], []
         for pid in ids:
@@ -186,8 +211,8 @@ class Bench:
         return jobs, latencies
 
     def wait(self, job_ids: list[str], label: str, *, timeout: float) -> float:
-        from db import session_scope
-        from db.models import VideoJob
+        from catwalk.db import session_scope
+        from catwalk.db.models import VideoJob
 
         t0 = time.monotonic()
         last = -1
@@ -196,7 +221,9 @@ class Bench:
                 jobs = session.query(VideoJob.status).filter(VideoJob.id.in_(job_ids)).all()
             done = sum(1 for (s,) in jobs if s.is_final)
             if done != last:
-                _say(f"  {label}: {done}/{len(job_ids)} finished after {time.monotonic() - t0:.0f} s")
+                _say(
+                    f"  {label}: {done}/{len(job_ids)} finished after {time.monotonic() - t0:.0f} s"
+                )
                 last = done
             if done == len(job_ids):
                 return time.monotonic() - t0
@@ -205,13 +232,18 @@ class Bench:
 
     def run_times(self, job_ids: list[str]) -> dict[str, list[float]]:
         """Per-job phases from Prefect's flow-run state history (server clock)."""
+        from catwalk.db import session_scope
+        from catwalk.db.models import VideoJob
         from prefect import get_client
 
-        from db import session_scope
-        from db.models import VideoJob
-
         with session_scope() as session:
-            runs = [r for (r,) in session.query(VideoJob.flow_run_id).filter(VideoJob.id.in_(job_ids)).all() if r]
+            runs = [
+                r
+                for (r,) in session.query(VideoJob.flow_run_id)
+                .filter(VideoJob.id.in_(job_ids))
+                .all()
+                if r
+            ]
         out: dict[str, list[float]] = defaultdict(list)
         with get_client(sync_client=True) as client:
             for run_id in runs:
@@ -233,10 +265,9 @@ class Bench:
         return out
 
     def pause(self, paused: bool) -> None:
+        from catwalk.deployments.stack import WORK_POOL
         from prefect import get_client
         from prefect.client.schemas.actions import WorkPoolUpdate
-
-        from deployments.stack import WORK_POOL
 
         with get_client(sync_client=True) as client:
             client.update_work_pool(WORK_POOL, WorkPoolUpdate(is_paused=paused))
@@ -245,50 +276,66 @@ class Bench:
         """Cancel the runs of ``job_ids`` still waiting in the queue; let started ones end."""
         from concurrent.futures import ThreadPoolExecutor
 
+        from catwalk.db import session_scope
+        from catwalk.db.base import utcnow
+        from catwalk.db.models import VideoJob
         from prefect import get_client
         from prefect.client.schemas.objects import StateType
         from prefect.states import Cancelled
 
-        from db import session_scope
-        from db.base import utcnow
-        from db.models import VideoJob
-        from domain import JobStatus
+        from catwalk.domain import JobStatus
 
         with session_scope() as session:
-            runs = {j.flow_run_id: j.id for j in session.query(VideoJob).filter(VideoJob.id.in_(job_ids)) if j.flow_run_id}
+            runs = {
+                j.flow_run_id: j.id
+                for j in session.query(VideoJob).filter(VideoJob.id.in_(job_ids))
+                if j.flow_run_id
+            }
         cancelled: list[str] = []
 
         def cancel(run_id: str) -> None:
             with get_client(sync_client=True) as client:
                 run = client.read_flow_run(run_id)
                 if run.state and run.state.type is StateType.SCHEDULED:
-                    client.set_flow_run_state(run_id, Cancelled(message="bench: queue filler"), force=True)
+                    client.set_flow_run_state(
+                        run_id, Cancelled(message="bench: queue filler"), force=True
+                    )
                     cancelled.append(runs[run_id])
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(cancel, runs))
         with session_scope() as session:
             for job in session.query(VideoJob).filter(VideoJob.id.in_(cancelled)):
-                job.status, job.completed_at, job.error_message = JobStatus.CANCELLED, utcnow(), "bench: queue filler"
+                job.status, job.completed_at, job.error_message = (
+                    JobStatus.CANCELLED,
+                    utcnow(),
+                    "bench: queue filler",
+                )
         rest = [j for j in job_ids if j not in set(cancelled)]
         if rest:
             self.wait(rest, "queue fillers already started", timeout=600)
         return len(cancelled)
 
     def ledger(self, job_ids: list[str]) -> dict[str, Any]:
+        from catwalk.db import session_scope
+        from catwalk.db.models import JobEvent, LedgerEntry, VideoJob
         from sqlalchemy import func, select
 
-        from db import session_scope
-        from db.models import JobEvent, LedgerEntry, VideoJob
-        from domain import JobStatus
+        from catwalk.domain import JobStatus
 
         with session_scope() as session:
-            rows = session.query(LedgerEntry.job_id, LedgerEntry.service, LedgerEntry.succeeded).filter(
-                LedgerEntry.job_id.in_(job_ids)
-            ).all()
-            statuses = Counter(s.value for (s,) in session.query(VideoJob.status).filter(VideoJob.id.in_(job_ids)))
+            rows = (
+                session.query(LedgerEntry.job_id, LedgerEntry.service, LedgerEntry.succeeded)
+                .filter(LedgerEntry.job_id.in_(job_ids))
+                .all()
+            )
+            statuses = Counter(
+                s.value for (s,) in session.query(VideoJob.status).filter(VideoJob.id.in_(job_ids))
+            )
             failures = session.scalar(
-                select(func.count()).select_from(JobEvent).where(JobEvent.job_id.in_(job_ids), JobEvent.kind == "failed")
+                select(func.count())
+                .select_from(JobEvent)
+                .where(JobEvent.job_id.in_(job_ids), JobEvent.kind == "failed")
             )
         paid = [r for r in rows if r.succeeded]
         per_job: dict[tuple[str, str], int] = Counter((r.job_id, r.service) for r in paid)
@@ -342,8 +389,8 @@ def main() -> None:
 
 def throughput(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> None:
     """Phases 1 and 2."""
-    from db import session_scope
-    from db.models import VideoJob
+    from catwalk.db import session_scope
+    from catwalk.db.models import VideoJob
 
     n, c = args.products, args.concurrency
     per_job = 2 * args.image_latency + args.video_latency
@@ -356,13 +403,23 @@ def throughput(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) 
     _say(f"  submitted {n} in {time.monotonic() - t0:.1f} s")
     bench.wait(jobs, "throughput", timeout=ideal * 4 + 1800)
     with session_scope() as session:
-        rows = session.query(VideoJob.created_at, VideoJob.completed_at).filter(VideoJob.id.in_(jobs)).all()
+        rows = (
+            session.query(VideoJob.created_at, VideoJob.completed_at)
+            .filter(VideoJob.id.in_(jobs))
+            .all()
+        )
     makespan = (max(r.completed_at for r in rows) - min(r.created_at for r in rows)).total_seconds()
     ratio = makespan / ideal
     overhead = (makespan - ideal) / waves
     times = bench.run_times(jobs)
-    mean = {k: statistics.mean(v) for k, v in times.items() if v and k not in ("pending_at", "completed_at")}
-    _say(f"  makespan {makespan:.1f} s vs ideal {ideal:.1f} s: ratio {ratio:.3f}; overhead {overhead:.2f} s per job slot")
+    mean = {
+        k: statistics.mean(v)
+        for k, v in times.items()
+        if v and k not in ("pending_at", "completed_at")
+    }
+    _say(
+        f"  makespan {makespan:.1f} s vs ideal {ideal:.1f} s: ratio {ratio:.3f}; overhead {overhead:.2f} s per job slot"
+    )
     _say(
         f"  per run (mean): process start-up {mean.get('startup', 0):.2f} s, in-flow {mean.get('in_flow', 0):.2f} s "
         f"(provider {per_job:.1f} s => flow overhead {mean.get('in_flow', 0) - per_job:.2f} s), "

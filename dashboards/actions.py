@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import submission
-from dashboards import data, ui
-from domain import JobStatus
-from errors import CatwalkError
+from catwalk.dashboards import data, ui
+
+from catwalk import submission
+from catwalk.domain import JobStatus
+from catwalk.errors import CatwalkError
 
 
 def cancel(job_id: str) -> None:
@@ -14,6 +15,10 @@ def cancel(job_id: str) -> None:
     except CatwalkError as exc:
         ui.flash("error", exc.user_message)
     else:
-        note = "cancelled" if status is JobStatus.CANCELLED else "asked to stop; it stops at its next checkpoint"
+        note = (
+            "cancelled"
+            if status is JobStatus.CANCELLED
+            else "asked to stop; it stops at its next checkpoint"
+        )
         ui.flash("info", f"Job {job_id} {note}.")
     data.clear()

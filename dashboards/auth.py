@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catwalk.db import session_scope
+from catwalk.db.base import utcnow
+from catwalk.db.models import SigninThrottle
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from config import Settings
-from db import session_scope
-from db.base import utcnow
-from db.models import SigninThrottle
-from errors import ConfigError
+from catwalk.config import Settings
+from catwalk.errors import ConfigError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES = 2**14, 8, 1, 32
 GENERATED_HASH_FILE = "admin-password.scrypt"

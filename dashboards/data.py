@@ -20,15 +20,15 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
+from catwalk.db import alerts as alerts_db
+from catwalk.db import limits, queries, session_scope, stats
+from catwalk.db.base import utcnow
+from catwalk.db.models import Alert, Product, VideoJob
 from sqlalchemy import Select, and_, func, or_, select
 
-from clients import factory
-from config import Settings, get_settings
-from db import alerts as alerts_db
-from db import limits, queries, session_scope, stats
-from db.base import utcnow
-from db.models import Alert, Product, VideoJob
-from domain import ACTIVE_STATUSES, JobStatus
+from catwalk.clients import factory
+from catwalk.config import Settings, get_settings
+from catwalk.domain import ACTIVE_STATUSES, JobStatus
 
 PRODUCT_FILTERS = ("All", "Has video", "No video", "Failed", "In progress")
 JOB_STATUSES = tuple(s.value for s in JobStatus)
@@ -81,7 +81,15 @@ def clear() -> None:
 
     Past days' cost aggregates stay cached: no action changes them.
     """
-    for cached in (_products, _jobs, _status_counts, _job_detail, _today_usage, _alerts, _ledger_today):
+    for cached in (
+        _products,
+        _jobs,
+        _status_counts,
+        _job_detail,
+        _today_usage,
+        _alerts,
+        _ledger_today,
+    ):
         cached.clear()
 
 
@@ -141,15 +149,22 @@ def _latest_failed_products() -> Select:  # type: ignore[type-arg]
     )
     return (
         select(VideoJob.product_id)
-        .join(latest, and_(VideoJob.product_id == latest.c.product_id, VideoJob.created_at == latest.c.at))
+        .join(
+            latest,
+            and_(VideoJob.product_id == latest.c.product_id, VideoJob.created_at == latest.c.at),
+        )
         .where(VideoJob.status == JobStatus.FAILED)
     )
 
 
 def _product_filters(stmt: Select, search: str, status: str) -> Select:  # type: ignore[type-arg]
     if search.strip():
-        needle = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(or_(Product.name.ilike(needle, escape="\\"), Product.id.ilike(needle, escape="\\")))
+        needle = (
+            "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        stmt = stmt.where(
+            or_(Product.name.ilike(needle, escape="\\"), Product.id.ilike(needle, escape="\\"))
+        )
     if status == "Has video":
         stmt = stmt.where(Product.video_key.is_not(None))
     elif status == "No video":
@@ -172,15 +187,21 @@ def _products(url: str, search: str, status: str, offset: int, limit: int) -> Pr
         matching = _product_filters(select(Product.id), search, status)
         total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
         # The page first, then the latest and the active job of just those products.
-        page_ids = session.scalars(matching.order_by(Product.name, Product.id).offset(offset).limit(limit)).all()
+        page_ids = session.scalars(
+            matching.order_by(Product.name, Product.id).offset(offset).limit(limit)
+        ).all()
         if not page_ids:
             return ProductPage(rows=(), total=int(total))
         found = session.execute(
             select(Product, _latest_job_id(), _active_job_id()).where(Product.id.in_(page_ids))
         ).all()
         latest_ids = [latest for _, latest, _ in found if latest]
-        jobs = {j.id: j for j in session.scalars(select(VideoJob).where(VideoJob.id.in_(latest_ids)))}
-        by_id = {product.id: (product, jobs.get(latest), active) for product, latest, active in found}
+        jobs = {
+            j.id: j for j in session.scalars(select(VideoJob).where(VideoJob.id.in_(latest_ids)))
+        }
+        by_id = {
+            product.id: (product, jobs.get(latest), active) for product, latest, active in found
+        }
         rows = []
         for product_id in page_ids:
             product, job, active_id = by_id[product_id]
@@ -203,7 +224,9 @@ def _products(url: str, search: str, status: str, offset: int, limit: int) -> Pr
     return ProductPage(rows=tuple(rows), total=int(total))
 
 
-def products(search: str = "", status: str = "All", *, offset: int = 0, limit: int = 24) -> ProductPage:
+def products(
+    search: str = "", status: str = "All", *, offset: int = 0, limit: int = 24
+) -> ProductPage:
     """One page of products matching the search and the filter, with their latest job."""
     return _products(_url(), search, status, offset, limit)
 
@@ -273,12 +296,20 @@ def _jobs(url: str, statuses: tuple[str, ...], search: str, limit: int) -> tuple
         stmt = stmt.where(VideoJob.status.in_([JobStatus(s) for s in statuses]))
     if search.strip():
         needle = f"%{search.strip()}%"
-        stmt = stmt.where(or_(Product.name.ilike(needle), VideoJob.product_id.ilike(needle), VideoJob.id.ilike(needle)))
+        stmt = stmt.where(
+            or_(
+                Product.name.ilike(needle),
+                VideoJob.product_id.ilike(needle),
+                VideoJob.id.ilike(needle),
+            )
+        )
     with session_scope(settings()) as session:
         return tuple(_job_row(job, name, now) for job, name in session.execute(stmt))
 
 
-def jobs(statuses: tuple[str, ...] = (), search: str = "", *, limit: int = 100) -> tuple[JobRow, ...]:
+def jobs(
+    statuses: tuple[str, ...] = (), search: str = "", *, limit: int = 100
+) -> tuple[JobRow, ...]:
     """The newest jobs (optionally of some statuses, or matching a product/job search)."""
     return _jobs(_url(), tuple(sorted(statuses)), search, limit)
 
@@ -305,7 +336,9 @@ def _status_counts(url: str, since: dt.datetime) -> dict[str, int]:
                 .group_by(VideoJob.status)
             ).all()
         )
-    return {status.value: int(active.get(status, 0) + recent.get(status, 0)) for status in JobStatus}
+    return {
+        status.value: int(active.get(status, 0) + recent.get(status, 0)) for status in JobStatus
+    }
 
 
 def status_counts() -> dict[str, int]:
@@ -366,8 +399,17 @@ def _job_detail(url: str, job_id: str) -> JobDetail | None:
         )
         charges = tuple(
             ChargeRow(
-                c.created_at, c.service, c.provider, c.model, c.units, c.unit, c.amount,
-                c.attempt, c.succeeded, c.provider_request_id, c.note,
+                c.created_at,
+                c.service,
+                c.provider,
+                c.model,
+                c.units,
+                c.unit,
+                c.amount,
+                c.attempt,
+                c.succeeded,
+                c.provider_request_id,
+                c.note,
             )
             for c in queries.ledger_for_job(session=session, job_id=job_id)
         )
@@ -451,7 +493,9 @@ def cost_by_day(days: int = 30) -> pd.DataFrame:
     ledger = _ledger_days(days)
     first = today() - dt.timedelta(days=days - 1)
     frame = ledger.assign(day=pd.to_datetime(ledger["day"])) if not ledger.empty else ledger
-    pivot = frame.pivot_table(index="day", columns="service", values="cost", aggfunc="sum", fill_value=0.0)
+    pivot = frame.pivot_table(
+        index="day", columns="service", values="cost", aggfunc="sum", fill_value=0.0
+    )
     every_day = pd.date_range(pd.Timestamp(first), periods=days, freq="D", name="day")
     # Both services always get a column, so an idle period still draws (as zeros).
     services = sorted(set(pivot.columns) | {"nano_banana", "pika"})
@@ -463,7 +507,9 @@ def cost_breakdown(days: int = 30) -> pd.DataFrame:
     ledger = _ledger_days(days)
     if ledger.empty:
         return pd.DataFrame(columns=["service", "provider", "model", "calls", "amount"])
-    frame = ledger.groupby(["service", "provider", "model"], as_index=False)[["calls", "cost"]].sum()
+    frame = ledger.groupby(["service", "provider", "model"], as_index=False)[
+        ["calls", "cost"]
+    ].sum()
     frame = frame.rename(columns={"cost": "amount"})
     return frame.sort_values("amount", ascending=False, ignore_index=True)
 
@@ -525,7 +571,11 @@ def spend(days: int = 30) -> Spend:
         today_start, _ = day_bounds(day)
         first, _ = day_bounds(day - dt.timedelta(days=days - 1))
         history = _ledger_history(url, s.limits_timezone, first, today_start)
-        period_spend += Decimal(str(round(float(history["cost"].sum()), 6))) if not history.empty else Decimal(0)
+        period_spend += (
+            Decimal(str(round(float(history["cost"].sum()), 6)))
+            if not history.empty
+            else Decimal(0)
+        )
         period_videos += _delivered_history(url, first, today_start)
     return Spend(
         day=usage.day,
@@ -559,7 +609,9 @@ def _alerts(url: str, limit: int) -> tuple[AlertRow, ...]:
             .limit(limit)
         ).all()
         return tuple(
-            AlertRow(a.id, a.kind, a.message, a.job_id, a.created_at, a.acknowledged_at, a.delivery_error)
+            AlertRow(
+                a.id, a.kind, a.message, a.job_id, a.created_at, a.acknowledged_at, a.delivery_error
+            )
             for a in rows
         )
 

@@ -9,9 +9,8 @@ for the e-mail addresses listed in ``CATWALK_ADMIN_EMAILS``.
 from __future__ import annotations
 
 import streamlit as st
+from catwalk.dashboards import auth, data
 from streamlit.errors import StreamlitSecretNotFoundError
-
-from dashboards import auth, data
 
 _SIGNED_IN = "admin_signed_in"
 

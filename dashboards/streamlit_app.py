@@ -7,8 +7,7 @@ on it) can be reached, even by typing its URL.
 from __future__ import annotations
 
 import streamlit as st
-
-from dashboards import data, signin
+from catwalk.dashboards import data, signin
 
 st.set_page_config(page_title="catwalk admin", page_icon=":material/movie:", layout="wide")
 
@@ -19,7 +18,12 @@ else:
     navigation = st.navigation(
         {
             "Catalog": [
-                st.Page("app_pages/products.py", title="Products", icon=":material/checkroom:", default=True),
+                st.Page(
+                    "app_pages/products.py",
+                    title="Products",
+                    icon=":material/checkroom:",
+                    default=True,
+                ),
             ],
             "Work": [
                 st.Page("app_pages/jobs.py", title="Jobs", icon=":material/motion_play:"),

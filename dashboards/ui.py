@@ -7,7 +7,7 @@ from typing import Literal
 
 import streamlit as st
 
-from domain import JobStatus
+from catwalk.domain import JobStatus
 
 _BADGES: dict[str, tuple[str, str, str]] = {
     # status: (label, colour, material icon)

@@ -12,13 +12,13 @@ import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
 
+from catwalk.db import limits, queries
+from catwalk.db.base import new_id, utcnow
+from catwalk.db.models import Alert
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from config import Settings
-from db import limits, queries
-from db.base import new_id, utcnow
-from db.models import Alert
+from catwalk.config import Settings
 
 # A sender that claimed an alert and then died leaves the claim behind; after this long
 # another sender may try again.
@@ -126,7 +126,9 @@ def undelivered_alert_ids(*, session: Session, limit: int = 50) -> list[str]:
     )
 
 
-def claim_for_delivery(*, session: Session, alert_id: str, now: dt.datetime | None = None) -> Alert | None:
+def claim_for_delivery(
+    *, session: Session, alert_id: str, now: dt.datetime | None = None
+) -> Alert | None:
     """Take the right to post this alert (one sender at a time); None if someone else has it."""
     now = now or utcnow()
     claimed = session.execute(
@@ -134,7 +136,9 @@ def claim_for_delivery(*, session: Session, alert_id: str, now: dt.datetime | No
         .where(
             Alert.id == alert_id,
             Alert.delivered_at.is_(None),
-            or_(Alert.delivery_claimed_at.is_(None), Alert.delivery_claimed_at < now - CLAIM_TIMEOUT),
+            or_(
+                Alert.delivery_claimed_at.is_(None), Alert.delivery_claimed_at < now - CLAIM_TIMEOUT
+            ),
         )
         .values(delivery_claimed_at=now, delivery_attempts=Alert.delivery_attempts + 1)
         .execution_options(synchronize_session=False)

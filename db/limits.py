@@ -18,22 +18,24 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from catwalk.db import queries
+from catwalk.db.base import utcnow
+from catwalk.db.models import LedgerEntry, UsageDay, VideoJob
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from config import Settings
-from db import queries
-from db.base import utcnow
-from db.models import LedgerEntry, UsageDay, VideoJob
-from domain import JobOptions, JobStatus
-from errors import ConfigError, LimitExceeded
+from catwalk.config import Settings
+from catwalk.domain import JobOptions, JobStatus
+from catwalk.errors import ConfigError, LimitExceeded
 
 
 def limits_zone(settings: Settings) -> ZoneInfo:
     try:
         return ZoneInfo(settings.limits_timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"LIMITS_TIMEZONE {settings.limits_timezone!r} is not a time zone") from exc
+        raise ConfigError(
+            f"LIMITS_TIMEZONE {settings.limits_timezone!r} is not a time zone"
+        ) from exc
 
 
 def limits_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:
@@ -92,7 +94,9 @@ def reserve_generation(
     if usage.generations + 1 > limit:
         resets, seconds = _reset_phrase(settings, now)
         noun = "video" if limit == 1 else "videos"
-        raise LimitExceeded(f"daily limit of {limit} {noun} reached; {resets}", retry_after_seconds=seconds)
+        raise LimitExceeded(
+            f"daily limit of {limit} {noun} reached; {resets}", retry_after_seconds=seconds
+        )
     budget = settings.daily_budget
     if budget is not None and usage.reserved_cost + estimated_cost > budget:
         resets, seconds = _reset_phrase(settings, now)
@@ -125,7 +129,9 @@ def admit_job(
     existing = queries.active_job_for(session=session, product_id=product_id)
     if existing is not None:
         return existing, False
-    day = reserve_generation(session=session, settings=settings, estimated_cost=estimated_cost, now=now)
+    day = reserve_generation(
+        session=session, settings=settings, estimated_cost=estimated_cost, now=now
+    )
     job, created = queries.create_job(
         session=session, product_id=product_id, options=options, usage_day=day
     )
@@ -207,7 +213,9 @@ def spend_between(*, session: Session, start: dt.datetime, end: dt.datetime) -> 
     return Decimal(total or 0)
 
 
-def today_usage(*, session: Session, settings: Settings, now: dt.datetime | None = None) -> TodayUsage:
+def today_usage(
+    *, session: Session, settings: Settings, now: dt.datetime | None = None
+) -> TodayUsage:
     day = limits_day(settings, now)
     start, end = day_bounds(settings, day)
     row = session.get(UsageDay, day, populate_existing=True)

@@ -10,11 +10,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from catwalk.db.base import Base, IdStr, Money, Timestamp, new_id, utcnow
 from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from db.base import Base, IdStr, Money, Timestamp, new_id, utcnow
-from domain import ACTIVE_STATUSES, JobStatus
+from catwalk.domain import ACTIVE_STATUSES, JobStatus
 
 _ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
 
@@ -157,14 +157,19 @@ class LedgerEntry(Base):
         Index(
             "ix_cost_ledger_stats",
             "created_at",
-            postgresql_include=["service", "provider", "model", "resolution", "succeeded", "amount"],
+            postgresql_include=[
+                "service",
+                "provider",
+                "model",
+                "resolution",
+                "succeeded",
+                "amount",
+            ],
         ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str | None] = mapped_column(
-        ForeignKey("video_jobs.id", ondelete="SET NULL")
-    )
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("video_jobs.id", ondelete="SET NULL"))
     service: Mapped[str] = mapped_column(String(32))  # nano_banana | pika
     provider: Mapped[str] = mapped_column(String(32))  # gemini | fal | offline
     operation: Mapped[str] = mapped_column(String(64))

@@ -9,16 +9,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from catwalk.db.base import Base, new_id, utcnow
+from catwalk.db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.base import Base, new_id, utcnow
-from db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
-from domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from errors import ConfigError, ProductNotFound
+from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
+from catwalk.errors import ConfigError, ProductNotFound
 
 
 def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
@@ -269,7 +269,9 @@ def key_in_use(*, session: Session, key: str) -> bool:
     if product is not None:
         return True
     job = session.scalars(
-        select(VideoJob.id).where((VideoJob.video_key == key) | (VideoJob.poster_key == key)).limit(1)
+        select(VideoJob.id)
+        .where((VideoJob.video_key == key) | (VideoJob.poster_key == key))
+        .limit(1)
     ).first()
     return job is not None
 
@@ -334,7 +336,9 @@ def job_to_contract(
     return payload
 
 
-def insert_or_ignore(*, session: Session, model: type[Base], values: dict[str, Any], key: str) -> bool:
+def insert_or_ignore(
+    *, session: Session, model: type[Base], values: dict[str, Any], key: str
+) -> bool:
     """Insert one row unless one with the same ``key`` exists; True when this call inserted.
 
     ``INSERT ... ON CONFLICT DO NOTHING`` on both backends, so many writers racing on the
@@ -381,7 +385,9 @@ def active_jobs(*, session: Session, created_before: dt.datetime) -> Sequence[Vi
 def count_events(*, session: Session, job_id: str, step: str) -> int:
     return int(
         session.scalar(
-            select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id, JobEvent.step == step)
+            select(func.count())
+            .select_from(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.step == step)
         )
         or 0
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -17,9 +18,9 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from config import Settings, get_settings
+from catwalk.config import Settings, get_settings
 
-_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATIONS = Path(str(resources.files("catwalk.db.migrations")))
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
 _lock = threading.Lock()

@@ -14,15 +14,24 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
+from catwalk.db import limits
+from catwalk.db.models import LedgerEntry, LedgerHour, VideoJob
 from sqlalchemy import Date, Integer, and_, cast, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from config import Settings
-from db import limits
-from db.models import LedgerEntry, LedgerHour, VideoJob
-from domain import JobStatus
+from catwalk.config import Settings
+from catwalk.domain import JobStatus
 
-_LEDGER_COLUMNS = ["bucket", "service", "provider", "model", "resolution", "succeeded", "cost", "calls"]
+_LEDGER_COLUMNS = [
+    "bucket",
+    "service",
+    "provider",
+    "model",
+    "resolution",
+    "succeeded",
+    "cost",
+    "calls",
+]
 # SQLite cannot convert time zones, so it groups by quarter hour (every real UTC offset is a
 # multiple of 15 minutes) and pandas assigns the buckets to local days.
 _QUARTER_HOUR = 900
@@ -52,12 +61,17 @@ def _straddled_hours(
     """UTC hours that contain a local midnight (none unless the zone's offset is not whole
     hours, like India's): rollup rows for those hours belong to two local days."""
     if start is None or end is None:
-        first, last = session.execute(select(func.min(LedgerHour.hour), func.max(LedgerHour.hour))).one()
+        first, last = session.execute(
+            select(func.min(LedgerHour.hour), func.max(LedgerHour.hour))
+        ).one()
         if first is None:
             return []
         start, end = start or first, end or last
     zone = limits.limits_zone(settings)
-    day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date() + dt.timedelta(days=1)
+    day, last_day = (
+        start.astimezone(zone).date(),
+        end.astimezone(zone).date() + dt.timedelta(days=1),
+    )
     hours = []
     while day <= last_day:
         midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
@@ -115,9 +129,13 @@ def ledger_frame(
     """
     straddled = _straddled_hours(session, settings, start, end)
     if not straddled:
-        frame = _grouped_spend(session, settings, LedgerHour, _in_range(LedgerHour.hour, start, end))
+        frame = _grouped_spend(
+            session, settings, LedgerHour, _in_range(LedgerHour.hour, start, end)
+        )
     elif session.get_bind().dialect.name != "postgresql":
-        frame = _grouped_spend(session, settings, LedgerEntry, _in_range(LedgerEntry.created_at, start, end))
+        frame = _grouped_spend(
+            session, settings, LedgerEntry, _in_range(LedgerEntry.created_at, start, end)
+        )
     else:
         rollup = _grouped_spend(
             session,
@@ -129,12 +147,17 @@ def ledger_frame(
         # lets the planner pick a nested loop over the whole ledger.
         edge_hours = or_(
             *(
-                and_(LedgerEntry.created_at >= h, LedgerEntry.created_at < h + dt.timedelta(hours=1))
+                and_(
+                    LedgerEntry.created_at >= h, LedgerEntry.created_at < h + dt.timedelta(hours=1)
+                )
                 for h in straddled
             )
         )
         edges = _grouped_spend(
-            session, settings, LedgerEntry, [*_in_range(LedgerEntry.created_at, start, end), edge_hours]
+            session,
+            settings,
+            LedgerEntry,
+            [*_in_range(LedgerEntry.created_at, start, end), edge_hours],
         )
         frame = pd.concat([rollup, edges], ignore_index=True) if len(edges) else rollup
     frame["cost"] = pd.to_numeric(frame["cost"], errors="coerce").fillna(0.0).astype(float)
@@ -148,7 +171,9 @@ def rebuild_hourly_rollup(*, session: Session) -> int:
     """Recompute the hourly rollup from the ledger (after a bulk import); returns its rows."""
     session.execute(delete(LedgerHour))
     if session.get_bind().dialect.name == "postgresql":
-        hour = func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", LedgerEntry.created_at)))
+        hour = func.timezone(
+            "UTC", func.date_trunc("hour", func.timezone("UTC", LedgerEntry.created_at))
+        )
     else:
         hour = func.strftime("%Y-%m-%d %H:00:00.000000", LedgerEntry.created_at)
     keys = [
@@ -231,7 +256,9 @@ def compute_stats(
     def jobs_in(*statuses: JobStatus) -> int:
         return int(sum(jobs["jobs"].get(s.value, 0) for s in statuses))
 
-    by_service = ledger.groupby("service")["cost"].sum() if not ledger.empty else pd.Series(dtype=float)
+    by_service = (
+        ledger.groupby("service")["cost"].sum() if not ledger.empty else pd.Series(dtype=float)
+    )
     total_cost = float(ledger["cost"].sum())
     completed = jobs_in(JobStatus.COMPLETED)
     failed_job_spend = sum(
@@ -243,7 +270,10 @@ def compute_stats(
         "failedJobs": jobs_in(JobStatus.FAILED),
         "cancelledJobs": jobs_in(JobStatus.CANCELLED),
         "activeJobs": jobs_in(
-            JobStatus.PENDING, JobStatus.GENERATING_IMAGES, JobStatus.GENERATING_VIDEO, JobStatus.UPLOADING
+            JobStatus.PENDING,
+            JobStatus.GENERATING_IMAGES,
+            JobStatus.GENERATING_VIDEO,
+            JobStatus.UPLOADING,
         ),
         "totalCost": _money(total_cost),
         "costByService": {

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 from uuid import UUID
 
-from config import Settings
+from catwalk.config import Settings
 
 # One Prefect client and deployment id per (API, deployment) for the whole process: the
 # dashboard and the API submit many jobs, and a fresh client plus a deployment lookup per

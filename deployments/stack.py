@@ -27,12 +27,11 @@ from pathlib import Path
 
 import httpx
 
-from clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
-from config import Settings
-from errors import ConfigError
+from catwalk.clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
+from catwalk.config import Settings
+from catwalk.errors import ConfigError
 
 WORK_POOL = "catwalk"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 REDIS_LEASES = "prefect_redis.lease_storage"
 DEFAULT_PORT = 4200
@@ -176,8 +175,34 @@ def ensure_provider_limits(settings: Settings) -> dict[str, int]:
     return wanted
 
 
-def deploy_all(*, project_dir: Path = PROJECT_DIR, env: Mapping[str, str] | None = None) -> None:
+def find_project_dir() -> Path:
+    """The folder holding ``prefect.yaml`` and the flow files the deployments point at.
+
+    ``CATWALK_PROJECT_DIR`` when set; otherwise the checkout catwalk is imported from (an
+    editable install), otherwise the current directory. A wheel install has no checkout, so
+    the deployments need one named explicitly: the error says where it looked.
+    """
+    import catwalk
+
+    explicit = os.environ.get("CATWALK_PROJECT_DIR")
+    candidates = (
+        [Path(explicit)]
+        if explicit
+        else [Path(catwalk.__file__).resolve().parent.parent, Path.cwd()]
+    )
+    for folder in candidates:
+        if (folder / "prefect.yaml").is_file():
+            return folder.resolve()
+    looked = ", ".join(str(c / "prefect.yaml") for c in candidates)
+    raise ConfigError(
+        f"no prefect.yaml found (looked at {looked}): run `catwalk worker` from a checkout of catwalk "
+        "or set CATWALK_PROJECT_DIR to one"
+    )
+
+
+def deploy_all(*, project_dir: Path | None = None, env: Mapping[str, str] | None = None) -> None:
     """``prefect --no-prompt deploy --all`` from prefect.yaml, exactly as CI and users run it."""
+    project_dir = project_dir or find_project_dir()
     result = subprocess.run(
         [*_prefect_cli(), "--no-prompt", "deploy", "--all"],
         cwd=project_dir,
@@ -198,8 +223,8 @@ def worker_environment(
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
     # prefect.yaml starts runs with `python -m prefect.engine`: make that this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "clients")
-    env.setdefault("CATWALK_PROJECT_DIR", str(PROJECT_DIR))
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "catwalk")
+    env.setdefault("CATWALK_PROJECT_DIR", str(find_project_dir()))
     return env
 
 

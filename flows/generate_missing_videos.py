@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from catwalk.tasks.batch import find_products_needing_video, start_video_jobs
 from prefect import flow
-
-from tasks.batch import find_products_needing_video, start_video_jobs
 
 
 @flow(name="generate-missing-videos", log_prints=False)
-def generate_missing_videos(stale_after_days: int = 30, limit: int | None = None) -> dict[str, object]:
+def generate_missing_videos(
+    stale_after_days: int = 30, limit: int | None = None
+) -> dict[str, object]:
     """Start a per-product run for each product that needs a video, within the daily limit.
 
     Each job is its own ``generate-product-video`` run: the work pool's limit spreads them

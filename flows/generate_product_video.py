@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
 from prefect import flow
 
-from config import get_settings
-from tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
+from catwalk.config import get_settings
 
 
 @flow(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from catwalk.tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
 from prefect import flow
-
-from tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
 
 
 @flow(name="housekeeping", log_prints=False)

@@ -3,10 +3,10 @@
 May import clients, db, config, domain; never flows or dashboards.
 """
 
-from tasks.images import generate_keyframes
-from tasks.jobs import fail_job, start_job
-from tasks.publish import delete_pending, publish_video
-from tasks.video import animate_keyframes
+from catwalk.tasks.images import generate_keyframes
+from catwalk.tasks.jobs import fail_job, start_job
+from catwalk.tasks.publish import delete_pending, publish_video
+from catwalk.tasks.video import animate_keyframes
 
 __all__ = [
     "animate_keyframes",

@@ -7,15 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from catwalk.db import queries, session_scope
 from prefect.runtime import task_run
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-import pricing
-from config import Settings, get_settings
-from db import queries, session_scope
-from domain import Usage
-from errors import is_transient
+from catwalk import pricing
+from catwalk.config import Settings, get_settings
+from catwalk.domain import Usage
+from catwalk.errors import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,10 @@ def retry_transient_only(task: Any, task_run_: Any, state: Any) -> bool:
 
 
 def wait_out_retry_hint(
-    exc: BaseException, *, settings: Settings | None = None, sleep: Callable[[float], None] = time.sleep
+    exc: BaseException,
+    *,
+    settings: Settings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """Wait what the provider asked (429 RetryInfo / Retry-After) before the retry is scheduled.
 
@@ -107,7 +110,7 @@ def charge(
 
 def _check_spend_after_commit(session: Session) -> None:
     session.info.pop("spend_check_pending", None)
-    from tasks.alerts import check_spend_alerts
+    from catwalk.tasks.alerts import check_spend_alerts
 
     try:
         check_spend_alerts()

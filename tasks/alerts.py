@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from clients import factory
-from config import Settings, get_settings
-from db import alerts, session_scope
-from errors import NotificationError
+from catwalk.db import alerts, session_scope
+
+from catwalk.clients import factory
+from catwalk.config import Settings, get_settings
+from catwalk.errors import NotificationError
 
 logger = logging.getLogger(__name__)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from config import get_settings
-from db import queries, session_scope
-from db.base import utcnow
-from errors import InputError, LimitExceeded
+from catwalk.config import get_settings
+from catwalk.errors import InputError, LimitExceeded
 
 
 @task(name="find-products-needing-video", cache_policy=NO_CACHE)
@@ -18,7 +18,9 @@ def find_products_needing_video(stale_after_days: int, limit: int | None = None)
     """Products without a video, or whose video is older than ``stale_after_days``."""
     stale_before = utcnow() - dt.timedelta(days=stale_after_days)
     with session_scope() as session:
-        return queries.products_needing_video(session=session, stale_before=stale_before, limit=limit)
+        return queries.products_needing_video(
+            session=session, stale_before=stale_before, limit=limit
+        )
 
 
 @task(name="start-video-jobs", cache_policy=NO_CACHE)
@@ -29,8 +31,9 @@ def start_video_jobs(product_ids: list[str], launcher: object | None = None) -> 
     limits, the one-job-per-product rule and the answer-at-once promise are the same. A
     limit refusal ends the batch cleanly: the rest waits for tomorrow's run.
     """
-    from deployments.launcher import DeploymentLauncher
-    from submission import Launcher, submit_job
+    from catwalk.deployments.launcher import DeploymentLauncher
+
+    from catwalk.submission import Launcher, submit_job
 
     logger = get_run_logger()
     settings = get_settings()

@@ -10,18 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.tasks.alerts import deliver_pending_alerts
+from catwalk.tasks.publish import delete_pending
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
-from config import get_settings
-from db import queries, session_scope
-from db.base import utcnow
-from domain import JobStatus
-from tasks.alerts import deliver_pending_alerts
-from tasks.publish import delete_pending
+from catwalk.config import get_settings
+from catwalk.domain import JobStatus
 
 # A job's crashed run is scheduled again this many times before the job is failed for good.
 MAX_REATTACH = 3
@@ -38,7 +38,9 @@ def _fail(job_id: str, message: str) -> None:
         job.error_message = message
         job.wait_reason = None
         job.completed_at = utcnow()
-        queries.record_event(session=session, job_id=job_id, step="run", kind="failed", message=message)
+        queries.record_event(
+            session=session, job_id=job_id, step="run", kind="failed", message=message
+        )
 
 
 def _note(job_id: str, message: str, *, step: str = "run", **changes: Any) -> None:
@@ -48,7 +50,9 @@ def _note(job_id: str, message: str, *, step: str = "run", **changes: Any) -> No
             return
         for name, value in changes.items():
             setattr(job, name, value)
-        queries.record_event(session=session, job_id=job_id, step=step, kind="info", message=message)
+        queries.record_event(
+            session=session, job_id=job_id, step=step, kind="info", message=message
+        )
 
 
 def _reattachments(job_id: str) -> int:
@@ -57,7 +61,9 @@ def _reattachments(job_id: str) -> int:
 
 
 @task(name="reconcile-jobs", cache_policy=NO_CACHE)
-def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> dict[str, list[str]]:
+def reconcile_jobs(
+    grace_seconds: int = 120, launcher: object | None = None
+) -> dict[str, list[str]]:
     """Re-attach or fail jobs in flight whose flow run crashed, vanished or never started.
 
     - no flow run (the launch failed, e.g. the API was down): launch it now;
@@ -66,7 +72,7 @@ def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> 
     - run Failed/Cancelled while the job is still in flight: fail the job with the reason;
     - run gone from the API (server database reset): start a fresh run for the same job.
     """
-    from deployments.launcher import DeploymentLauncher
+    from catwalk.deployments.launcher import DeploymentLauncher
 
     logger = get_run_logger()
     settings = get_settings()
@@ -75,9 +81,16 @@ def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> 
     with session_scope() as session:
         rows = [
             (j.id, j.product_id, dict(j.options), j.flow_run_id, j.started_at)
-            for j in queries.active_jobs(session=session, created_before=now - dt.timedelta(seconds=grace_seconds))
+            for j in queries.active_jobs(
+                session=session, created_before=now - dt.timedelta(seconds=grace_seconds)
+            )
         ]
-    report: dict[str, list[str]] = {"launched": [], "reattached": [], "relaunched": [], "failed": []}
+    report: dict[str, list[str]] = {
+        "launched": [],
+        "reattached": [],
+        "relaunched": [],
+        "failed": [],
+    }
     with get_client(sync_client=True) as client:
         for job_id, product_id, options, run_id, started_at in rows:
             if run_id is None:
@@ -90,29 +103,46 @@ def reconcile_jobs(grace_seconds: int = 120, launcher: object | None = None) -> 
             except ObjectNotFound:
                 count = len(report["relaunched"]) + 1
                 new_id = chosen.launch(
-                    job_id=job_id, product_id=product_id, options=options, run_key=f"job-{job_id}-relaunch-{count}"
+                    job_id=job_id,
+                    product_id=product_id,
+                    options=options,
+                    run_key=f"job-{job_id}-relaunch-{count}",
                 )
-                _note(job_id, f"flow run {run_id} vanished; relaunched as {new_id}", flow_run_id=new_id)
+                _note(
+                    job_id,
+                    f"flow run {run_id} vanished; relaunched as {new_id}",
+                    flow_run_id=new_id,
+                )
                 report["relaunched"].append(job_id)
                 continue
             state = run.state.type if run.state else None
             overdue = (
                 state is StateType.RUNNING
                 and started_at is not None
-                and (now - started_at).total_seconds() > settings.job_timeout_seconds + grace_seconds
+                and (now - started_at).total_seconds()
+                > settings.job_timeout_seconds + grace_seconds
             )
             if overdue:
                 # Past the flow's own timeout, so nothing is running it any more.
-                client.set_flow_run_state(run.id, Crashed(message="no sign of life past the job timeout"), force=True)
+                client.set_flow_run_state(
+                    run.id, Crashed(message="no sign of life past the job timeout"), force=True
+                )
                 state = StateType.CRASHED
             if state is StateType.CRASHED:
                 done = _reattachments(job_id)
                 if done >= MAX_REATTACH:
-                    _fail(job_id, f"the run of this job crashed {done + 1} times (worker or process died)")
+                    _fail(
+                        job_id,
+                        f"the run of this job crashed {done + 1} times (worker or process died)",
+                    )
                     report["failed"].append(job_id)
                     continue
                 client.set_flow_run_state(run.id, Scheduled(), force=True)
-                _note(job_id, f"flow run {run.id} crashed; scheduled again ({done + 1}/{MAX_REATTACH})", step=_REATTACH)
+                _note(
+                    job_id,
+                    f"flow run {run.id} crashed; scheduled again ({done + 1}/{MAX_REATTACH})",
+                    step=_REATTACH,
+                )
                 report["reattached"].append(job_id)
             elif state in _ENDED_BADLY:
                 message = (run.state.message if run.state else None) or f"flow run ended {state}"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from catwalk.db import queries, session_scope
+from catwalk.tasks._policy import attempt, charge, retry_policy, wait_reporter
 from prefect import get_run_logger, task
 
-from clients import factory
-from clients.keys import object_key
-from clients.limits import provider_slot
-from clients.media import load_product_image
-from db import queries, session_scope
-from domain import POSES, ImageRequest, JobOptions, JobStatus
-from errors import ProviderError
-from tasks._policy import attempt, charge, retry_policy, wait_reporter
+from catwalk.clients import factory
+from catwalk.clients.keys import object_key
+from catwalk.clients.limits import provider_slot
+from catwalk.clients.media import load_product_image
+from catwalk.domain import POSES, ImageRequest, JobOptions, JobStatus
+from catwalk.errors import ProviderError
 
 _PROGRESS_AFTER = {"start": 25, "end": 45}
 
@@ -34,10 +34,15 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
         if run > 1:
             job.retry_count += 1
         queries.set_job_step(
-            session=session, job=job, status=JobStatus.GENERATING_IMAGES, current_step="generating keyframes"
+            session=session,
+            job=job,
+            status=JobStatus.GENERATING_IMAGES,
+            current_step="generating keyframes",
         )
         job.image_provider = generator.name
-        queries.record_event(session=session, job_id=job_id, step="images", kind="started", attempt=run)
+        queries.record_event(
+            session=session, job_id=job_id, step="images", kind="started", attempt=run
+        )
         keys = dict(job.image_keys)
         options = JobOptions.from_mapping(job.options)
         seed, name, images = job.identity_seed, product.name, list(product.images)
@@ -65,9 +70,20 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
         except ProviderError as exc:
             with session_scope() as session:
                 if exc.usage is not None:
-                    charge(session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc))
+                    charge(
+                        session=session,
+                        job_id=job_id,
+                        usage=exc.usage,
+                        succeeded=False,
+                        note=str(exc),
+                    )
                 queries.record_event(
-                    session=session, job_id=job_id, step="images", kind="failed", attempt=run, message=str(exc)
+                    session=session,
+                    job_id=job_id,
+                    step="images",
+                    kind="failed",
+                    attempt=run,
+                    message=str(exc),
                 )
             raise
         key = object_key(product_id, job_id, f"keyframe-{pose}")
@@ -88,5 +104,7 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
             )
         logger.info("job %s: %s keyframe stored at %s", job_id, pose, key)
     with session_scope() as session:
-        queries.record_event(session=session, job_id=job_id, step="images", kind="succeeded", attempt=run)
+        queries.record_event(
+            session=session, job_id=job_id, step="images", kind="succeeded", attempt=run
+        )
     return keys

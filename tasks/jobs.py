@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from catwalk.db import limits, queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.tasks._policy import retry_transient_only
+from catwalk.tasks.alerts import alert_job_failed
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-import pricing
-from config import get_settings
-from db import limits, queries, session_scope
-from db.base import utcnow
-from domain import JobOptions, JobStatus
-from errors import describe
-from tasks._policy import retry_transient_only
-from tasks.alerts import alert_job_failed
+from catwalk import pricing
+from catwalk.config import get_settings
+from catwalk.domain import JobOptions, JobStatus
+from catwalk.errors import describe
 
 
 # Retried only for transient errors (a database blip): a refusal by the daily limit is final.
@@ -77,7 +77,9 @@ def fail_job(job_id: str, error: BaseException) -> str:
         job.error_message = "cancelled by an admin" if cancelled else f"{step}: {message}"
         job.wait_reason = None
         job.completed_at = utcnow()
-        queries.record_event(session=session, job_id=job_id, step=step, kind="failed", message=message)
+        queries.record_event(
+            session=session, job_id=job_id, step=step, kind="failed", message=message
+        )
         limits.reconcile_job(session=session, job_id=job_id)
         product_id = job.product_id
     get_run_logger().error("job %s failed: %s", job_id, message)

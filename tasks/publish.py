@@ -11,16 +11,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from catwalk.db import limits, queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.tasks._policy import attempt, retry_policy
 from prefect import get_run_logger, task
 
-from clients import factory
-from clients.media import check_video
-from config import get_settings
-from db import limits, queries, session_scope
-from db.base import utcnow
-from domain import JobStatus
-from errors import CatwalkError, StorageError, describe
-from tasks._policy import attempt, retry_policy
+from catwalk.clients import factory
+from catwalk.clients.media import check_video
+from catwalk.config import get_settings
+from catwalk.domain import JobStatus
+from catwalk.errors import CatwalkError, StorageError, describe
 
 
 def delete_pending(*, limit: int = 100) -> tuple[int, int]:
@@ -68,8 +68,15 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         assert job is not None
         if run > 1:
             job.retry_count += 1
-        queries.set_job_step(session=session, job=job, status=JobStatus.UPLOADING, current_step="checking and publishing video")
-        queries.record_event(session=session, job_id=job_id, step="publish", kind="started", attempt=run)
+        queries.set_job_step(
+            session=session,
+            job=job,
+            status=JobStatus.UPLOADING,
+            current_step="checking and publishing video",
+        )
+        queries.record_event(
+            session=session, job_id=job_id, step="publish", kind="started", attempt=run
+        )
 
     # Check before publishing: the stored bytes, not the render, are what viewers get.
     with tempfile.TemporaryDirectory(dir=_scratch(settings.work_dir)) as tmp:
@@ -83,10 +90,20 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None
         queries.switch_product_video(
-            session=session, job=job, video_key=video_key, poster_key=poster_key, video_url=store.public_url(video_key)
+            session=session,
+            job=job,
+            video_key=video_key,
+            poster_key=poster_key,
+            video_url=store.public_url(video_key),
         )
         job.video_duration_seconds = facts.duration_seconds
-        queries.set_job_step(session=session, job=job, status=JobStatus.COMPLETED, current_step="completed", progress=100)
+        queries.set_job_step(
+            session=session,
+            job=job,
+            status=JobStatus.COMPLETED,
+            current_step="completed",
+            progress=100,
+        )
         job.completed_at = utcnow()
         job.error_message = None
         limits.reconcile_job(session=session, job_id=job_id)
@@ -103,12 +120,25 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     try:
         deleted, failed = delete_pending()
     except Exception as exc:  # noqa: BLE001 - logged; the rows stay queued
-        logger.warning("job %s: cleaning up old files failed (%s); housekeeping will retry", job_id, describe(exc))
+        logger.warning(
+            "job %s: cleaning up old files failed (%s); housekeeping will retry",
+            job_id,
+            describe(exc),
+        )
         deleted, failed = 0, 1
     if failed:
-        logger.warning("job %s: %d old file(s) could not be deleted yet; housekeeping will retry", job_id, failed)
+        logger.warning(
+            "job %s: %d old file(s) could not be deleted yet; housekeeping will retry",
+            job_id,
+            failed,
+        )
     logger.info("job %s completed: %s", job_id, video_key)
-    return {"video_key": video_key, "poster_key": poster_key, "duration": facts.duration_seconds, "old_files_deleted": deleted}
+    return {
+        "video_key": video_key,
+        "poster_key": poster_key,
+        "duration": facts.duration_seconds,
+        "old_files_deleted": deleted,
+    }
 
 
 def _scratch(path: Path) -> str:

@@ -6,17 +6,17 @@ import datetime as dt
 import time
 from pathlib import Path
 
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.tasks._policy import attempt, charge, retry_policy, wait_reporter
 from prefect import get_run_logger, task
 
-from clients import factory
-from clients.keys import content_type_for, object_key
-from clients.limits import provider_slot
-from config import get_settings
-from db import queries, session_scope
-from db.base import utcnow
-from domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
-from errors import JobCancelled, ProviderError
-from tasks._policy import attempt, charge, retry_policy, wait_reporter
+from catwalk.clients import factory
+from catwalk.clients.keys import content_type_for, object_key
+from catwalk.clients.limits import provider_slot
+from catwalk.config import get_settings
+from catwalk.domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
+from catwalk.errors import JobCancelled, ProviderError
 
 _VIDEO_START, _VIDEO_END = 45, 85
 
@@ -86,13 +86,26 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
             raise JobCancelled("cancelled by an admin")
         if job.video_key and job.poster_key and store.head(job.video_key) is not None:
             logger.info("job %s reuses its stored video", job_id)
-            return {"video_key": job.video_key, "poster_key": job.poster_key, "duration": job.video_duration_seconds}
+            return {
+                "video_key": job.video_key,
+                "poster_key": job.poster_key,
+                "duration": job.video_duration_seconds,
+            }
         if run > 1:
             job.retry_count += 1
-        queries.set_job_step(session=session, job=job, status=JobStatus.GENERATING_VIDEO, current_step="rendering video")
+        queries.set_job_step(
+            session=session,
+            job=job,
+            status=JobStatus.GENERATING_VIDEO,
+            current_step="rendering video",
+        )
         job.video_provider = generator.name
-        queries.record_event(session=session, job_id=job_id, step="video", kind="started", attempt=run)
-        resume = SubmittedRequest.from_dict(job.video_request_urls) if job.video_request_urls else None
+        queries.record_event(
+            session=session, job_id=job_id, step="video", kind="started", attempt=run
+        )
+        resume = (
+            SubmittedRequest.from_dict(job.video_request_urls) if job.video_request_urls else None
+        )
         product_id = job.product_id
         deadline = _deadline(job.started_at, settings.job_timeout_seconds)
         style = str(job.options.get("videoStyle", "smooth"))
@@ -119,8 +132,17 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     except ProviderError as exc:
         with session_scope() as session:
             if exc.usage is not None:
-                charge(session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc))
-            queries.record_event(session=session, job_id=job_id, step="video", kind="failed", attempt=run, message=str(exc))
+                charge(
+                    session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc)
+                )
+            queries.record_event(
+                session=session,
+                job_id=job_id,
+                step="video",
+                kind="failed",
+                attempt=run,
+                message=str(exc),
+            )
         raise
 
     video_key = object_key(product_id, job_id, "video")
@@ -136,9 +158,15 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
         job.video_duration_seconds = video.duration_seconds
         job.queue_position = None
         queries.set_job_step(
-            session=session, job=job, status=JobStatus.GENERATING_VIDEO, current_step="video ready", progress=_VIDEO_END
+            session=session,
+            job=job,
+            status=JobStatus.GENERATING_VIDEO,
+            current_step="video ready",
+            progress=_VIDEO_END,
         )
-        queries.record_event(session=session, job_id=job_id, step="video", kind="succeeded", attempt=run)
+        queries.record_event(
+            session=session, job_id=job_id, step="video", kind="succeeded", attempt=run
+        )
     for leftover in (Path(video.path), Path(video.poster_path)):
         leftover.unlink(missing_ok=True)
     logger.info("job %s: video stored at %s", job_id, video_key)

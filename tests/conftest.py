@@ -26,15 +26,17 @@ for _name in ("DATABASE_URL", "CATWALK_HOME", "PREFECT_API_URL"):
 
 import psycopg
 import pytest
+from catwalk.db.session import dispose_engines, get_engine
 from sqlalchemy import text
 
-import config
-from db.session import dispose_engines, get_engine
+from catwalk import config
 
 # Shared fixtures kept in their own modules: moto S3 server (tests/moto_server.py).
 pytest_plugins = ["tests.moto_server"]
 
-PG_ADMIN_URL = os.environ.get("CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "CATWALK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -62,7 +64,9 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); use --db sqlite to skip it")
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); use --db sqlite to skip it"
+        )
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
@@ -74,7 +78,7 @@ def pg_database() -> Iterator[str]:
 
 def _truncate_all(url: str) -> None:
     engine = get_engine(config.Settings(DATABASE_URL=url))
-    from db.models import Base
+    from catwalk.db.models import Base
 
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
@@ -96,7 +100,7 @@ def settings(
     config.get_settings.cache_clear()
     # Injected-fault counters are per process and per spec: start each test with fresh ones,
     # or a "fail twice" spec used by the SQLite run is spent before the PostgreSQL run.
-    from clients import factory
+    from catwalk.clients import factory
 
     factory._fault_plan.cache_clear()
     current = config.get_settings()

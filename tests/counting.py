@@ -13,9 +13,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from clients.base import OnProgress, OnSubmitted
-from clients.offline import OfflineImageGenerator, OfflineVideoGenerator
-from domain import GeneratedImage, GeneratedVideo, ImageRequest, SubmittedRequest, VideoRequest
+from catwalk.clients.base import OnProgress, OnSubmitted
+from catwalk.clients.offline import OfflineImageGenerator, OfflineVideoGenerator
+from catwalk.domain import (
+    GeneratedImage,
+    GeneratedVideo,
+    ImageRequest,
+    SubmittedRequest,
+    VideoRequest,
+)
 
 
 class CountingImages:
@@ -76,7 +82,9 @@ class CountingVideo:
         hook = self._after.pop(0) if self._after else None
         if hook is not None:
             hook()
-        return self._inner.animate(request, work_dir=work_dir, resume=resume, on_progress=on_progress)
+        return self._inner.animate(
+            request, work_dir=work_dir, resume=resume, on_progress=on_progress
+        )
 
 
 def kill_this_process() -> None:

@@ -23,7 +23,15 @@ def tiny_disk(path: Path, size_kib: int, *, read_only: bool = False) -> Iterator
         pytest.skip("mounting a tiny tmpfs needs root")
     path.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755{',ro' if read_only else ''}", "tmpfs", str(path)],
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size_kib}k,mode=0755{',ro' if read_only else ''}",
+            "tmpfs",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -8,9 +8,8 @@ from typing import Any
 
 import av
 import numpy as np
-
-from db import queries, session_scope
-from db.models import VideoJob
+from catwalk.db import queries, session_scope
+from catwalk.db.models import VideoJob
 
 
 @dataclass
@@ -26,8 +25,9 @@ class RecordingLauncher:
 
 def run_job_inline(product_id: str, options: dict[str, Any] | None = None) -> VideoJob:
     """Submit a job and run its flow in this process; returns the job as it ended."""
-    from flows.generate_product_video import generate_product_video
-    from submission import submit_job
+    from catwalk.flows.generate_product_video import generate_product_video
+
+    from catwalk.submission import submit_job
 
     submission = submit_job(product_id, options or {}, launcher=RecordingLauncher())
     generate_product_video(product_id, options, submission.job_id, return_state=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-import config
-from clients.storage import S3BlobStore
+from catwalk import config
+from catwalk.clients.storage import S3BlobStore
 
 BUCKET = "catwalk-media"
 ACCESS_KEY = "AKIACATWALKTEST"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from clients.base import BlobStore
-from clients.storage import S3BlobStore
-from db import queries, session_scope
+from catwalk.db import queries, session_scope
+
+from catwalk.clients.base import BlobStore
+from catwalk.clients.storage import S3BlobStore
 
 
 def referenced_keys() -> set[str]:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from catwalk.db import alerts, queries, session_scope
+from catwalk.db.models import Alert
+from catwalk.tasks.alerts import alert_job_failed, check_spend_alerts, deliver_pending_alerts
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-import config
-from db import alerts, queries, session_scope
-from db.models import Alert
-from domain import Usage
-from tasks.alerts import alert_job_failed, check_spend_alerts, deliver_pending_alerts
+from catwalk import config
+from catwalk.domain import Usage
 from tests.conftest import reset_settings
 
 HOOK = "/services/T000/B000/secret-token-xyz"
@@ -29,11 +29,24 @@ def httpserver_listen_address() -> tuple[str, int]:
 
 
 def _spend(settings: config.Settings, amount: str, *, at: dt.datetime | None = None) -> None:
-    usage = Usage("pika", "fal", "animate", "fal-ai/pika/v2.2/pikaframes", Decimal(5), "second", resolution="720p")
+    usage = Usage(
+        "pika",
+        "fal",
+        "animate",
+        "fal-ai/pika/v2.2/pikaframes",
+        Decimal(5),
+        "second",
+        resolution="720p",
+    )
     with session_scope(settings) as session:
         queries.record_usage(
-            session=session, job_id=None, usage=usage, unit_price=Decimal("0.04"),
-            amount=Decimal(amount), price_date=dt.date(2026, 3, 1), at=at,
+            session=session,
+            job_id=None,
+            usage=usage,
+            unit_price=Decimal("0.04"),
+            amount=Decimal(amount),
+            price_date=dt.date(2026, 3, 1),
+            at=at,
         )
 
 
@@ -89,7 +102,9 @@ def test_a_daily_crossing_is_recorded_once_and_delivered_once(
 def test_monthly_threshold_alerts_once_per_month(
     settings: config.Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = reset_settings(monkeypatch, COST_ALERT_THRESHOLD="1000", MONTHLY_COST_ALERT_THRESHOLD="20")
+    settings = reset_settings(
+        monkeypatch, COST_ALERT_THRESHOLD="1000", MONTHLY_COST_ALERT_THRESHOLD="20"
+    )
     today = dt.datetime.now(dt.UTC)
     first_of_month = today.replace(day=1, hour=0, minute=30, second=0, microsecond=0)
     last_month = first_of_month - dt.timedelta(days=3)
@@ -109,7 +124,11 @@ def test_a_job_failing_for_good_alerts_once_whoever_reports_it(
 ) -> None:
     httpserver.expect_request(HOOK, method="POST").respond_with_data("ok")
     settings = reset_settings(monkeypatch, ALERT_WEBHOOK_URL=httpserver.url_for(HOOK))
-    _race(lambda: alert_job_failed(job_id="job123", product_id="tee", message="video: refused", settings=settings))
+    _race(
+        lambda: alert_job_failed(
+            job_id="job123", product_id="tee", message="video: refused", settings=settings
+        )
+    )
     (alert,) = _alerts(settings)
     assert alert.dedupe_key == "job_failed:job123"
     assert alert.message == "video job job123 for product tee failed: video: refused"
@@ -179,7 +198,7 @@ def test_catwalk_alerts_lists_acknowledges_and_delivers(
 
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from catwalk.cli.app import app
 
     alert_job_failed(job_id="j9", product_id="tee", message="video: refused", settings=settings)
     listed = CliRunner().invoke(app, ["alerts", "--json"])

@@ -19,20 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.models import LedgerEntry, VideoJob
+from catwalk.db.stats import rebuild_hourly_rollup
 from fastapi.testclient import TestClient
 
-import config
-from api import PREFIX, create_app
-from api.auth import resolve_token
-from api.server import running_server
-from catalog import DEMO_PRODUCTS, write_demo_photos
-from clients import factory
-from clients.storage import LocalBlobStore
-from db import queries, session_scope
-from db.models import LedgerEntry, VideoJob
-from db.stats import rebuild_hourly_rollup
-from domain import JobStatus, Usage
-from errors import ConfigError, LimitExceeded
+from catwalk import config
+from catwalk.api import PREFIX, create_app
+from catwalk.api.auth import resolve_token
+from catwalk.api.server import running_server
+from catwalk.catalog import DEMO_PRODUCTS, write_demo_photos
+from catwalk.clients import factory
+from catwalk.clients.storage import LocalBlobStore
+from catwalk.domain import JobStatus, Usage
+from catwalk.errors import ConfigError, LimitExceeded
 from tests.conftest import reset_settings
 
 TOKEN = "test-token-0123456789abcdef"
@@ -105,7 +105,8 @@ def test_post_records_a_job_and_answers_202_with_location(
     client: TestClient, launcher: RecordingLauncher, products: list[str], settings: config.Settings
 ) -> None:
     response = client.post(
-        PREFIX, json={"productId": "demo-tee", "options": {"modelType": "male", "videoStyle": "dynamic"}}
+        PREFIX,
+        json={"productId": "demo-tee", "options": {"modelType": "male", "videoStyle": "dynamic"}},
     )
     assert response.status_code == 202
     body = response.json()
@@ -134,9 +135,12 @@ def test_options_are_optional_and_default(
 ) -> None:
     assert client.post(PREFIX, json={"productId": "demo-dress"}).status_code == 202
     assert client.post(PREFIX, json={"productId": "demo-jacket", "options": {}}).status_code == 202
-    assert client.post(
-        PREFIX, json={"productId": "demo-hoodie", "options": {"videoStyle": "dynamic"}}
-    ).status_code == 202
+    assert (
+        client.post(
+            PREFIX, json={"productId": "demo-hoodie", "options": {"videoStyle": "dynamic"}}
+        ).status_code
+        == 202
+    )
     assert [c["options"] for c in launcher.calls] == [
         {"modelType": "female", "videoStyle": "smooth"},
         {"modelType": "female", "videoStyle": "smooth"},
@@ -307,15 +311,19 @@ def test_unauthenticated_malformed_body_is_401_not_422(
     assert "www-authenticate" in response.headers
 
 
-def test_get_pending_job_has_every_contract_field(
-    client: TestClient, products: list[str]
-) -> None:
+def test_get_pending_job_has_every_contract_field(client: TestClient, products: list[str]) -> None:
     job_id = client.post(PREFIX, json={"productId": "demo-tee"}).json()["jobId"]
     response = client.get(f"{PREFIX}/{job_id}")
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {
-        "jobId", "productId", "status", "progress", "currentStep", "estimatedTimeRemaining", "cost"
+        "jobId",
+        "productId",
+        "status",
+        "progress",
+        "currentStep",
+        "estimatedTimeRemaining",
+        "cost",
     }
     assert body["jobId"] == job_id and body["productId"] == "demo-tee"
     assert body["status"] == "PENDING" and body["status"] in STATUSES
@@ -345,10 +353,22 @@ def test_get_completed_job_has_result_urls_from_the_blob_store(
         job.poster_key = "videos/demo-dress/p.jpg"
         job.video_duration_seconds = 5.0
         for service, amount in (("nano_banana", "0.078"), ("pika", "0.2")):
-            usage = Usage(service=service, provider="test", operation="op", model="m",
-                          units=Decimal(1), unit="call")
-            queries.record_usage(session=session, job_id=job_id, usage=usage,
-                                 unit_price=Decimal(amount), amount=Decimal(amount), price_date=None)
+            usage = Usage(
+                service=service,
+                provider="test",
+                operation="op",
+                model="m",
+                units=Decimal(1),
+                unit="call",
+            )
+            queries.record_usage(
+                session=session,
+                job_id=job_id,
+                usage=usage,
+                unit_price=Decimal(amount),
+                amount=Decimal(amount),
+                price_date=None,
+            )
     with factory.override(storage=SigningStore(settings.media_dir)):
         body = client.get(f"{PREFIX}/{job_id}").json()
     assert body["status"] == "COMPLETED"
@@ -407,7 +427,9 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
     day1_late = dt.datetime(2026, 11, 25, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     day2 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     with session_scope(settings) as session:
-        for job_id, status in zip(ids, [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED], strict=False):
+        for job_id, status in zip(
+            ids, [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED], strict=False
+        ):
             queries.get_job(session=session, job_id=job_id).status = status
         rows = [
             (ids[0], "nano_banana", "0.039", day1),
@@ -417,9 +439,20 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
             (None, "pika", "0.100", day2),  # a job since deleted still cost money
         ]
         for job_id, service, amount, at in rows:
-            session.add(LedgerEntry(job_id=job_id, service=service, provider="test", operation="op",
-                                    model="m", unit="call", units=Decimal(1),
-                                    unit_price=Decimal(amount), amount=Decimal(amount), created_at=at))
+            session.add(
+                LedgerEntry(
+                    job_id=job_id,
+                    service=service,
+                    provider="test",
+                    operation="op",
+                    model="m",
+                    unit="call",
+                    units=Decimal(1),
+                    unit_price=Decimal(amount),
+                    amount=Decimal(amount),
+                    created_at=at,
+                )
+            )
         session.flush()
         # Rows written behind record_usage's back: bring the hourly rollup stats read up to date.
         rebuild_hourly_rollup(session=session)
@@ -428,13 +461,21 @@ def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
     assert body["completedJobs"] == 2
     assert body["failedJobs"] == 1
     assert body["totalCost"] == pytest.approx(0.417)
-    assert body["costByService"] == {"nanoBanana": pytest.approx(0.117), "pikaLabs": pytest.approx(0.3)}
+    assert body["costByService"] == {
+        "nanoBanana": pytest.approx(0.117),
+        "pikaLabs": pytest.approx(0.3),
+    }
     assert body["costByDate"] == [
         {"date": "2026-11-24", "cost": pytest.approx(0.078)},
         {"date": "2026-11-25", "cost": pytest.approx(0.339)},
     ]
     assert set(body) == {
-        "totalJobs", "completedJobs", "failedJobs", "totalCost", "costByService", "costByDate"
+        "totalJobs",
+        "completedJobs",
+        "failedJobs",
+        "totalCost",
+        "costByService",
+        "costByDate",
     }
     assert all(isinstance(v, int) for k, v in body.items() if k.endswith("Jobs"))
 
@@ -457,26 +498,45 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
     assert schemas["GenerationOptions"]["properties"]["videoStyle"]["enum"] == ["smooth", "dynamic"]
     assert props("SubmittedJob") == {"jobId", "status", "estimatedTime"}
     assert props("JobState") >= {
-        "jobId", "status", "progress", "currentStep", "estimatedTimeRemaining", "result", "error", "cost"
+        "jobId",
+        "status",
+        "progress",
+        "currentStep",
+        "estimatedTimeRemaining",
+        "result",
+        "error",
+        "cost",
     }
     job_state = schemas["JobState"]
     # Optional keys are absent, never null; estimatedTimeRemaining is always there (or null).
     assert set(job_state["required"]) == {
-        "jobId", "productId", "status", "progress", "currentStep", "estimatedTimeRemaining"
+        "jobId",
+        "productId",
+        "status",
+        "progress",
+        "currentStep",
+        "estimatedTimeRemaining",
     }
     for key in ("result", "error", "cost"):
         assert "anyOf" not in job_state["properties"][key]
     assert props("JobResult") == {"videoUrl", "thumbnailUrl", "duration"}
     assert props("JobCost") == {"nanoBanana", "pikaLabs", "total"}
     assert props("GenerationStats") == {
-        "totalJobs", "completedJobs", "failedJobs", "totalCost", "costByService", "costByDate"
+        "totalJobs",
+        "completedJobs",
+        "failedJobs",
+        "totalCost",
+        "costByService",
+        "costByDate",
     }
     assert props("CostByService") == {"nanoBanana", "pikaLabs"}
     assert props("DailyCost") == {"date", "cost"}
     post = paths[PREFIX]["post"]
     assert set(post["responses"]) == {"200", "202", "401", "422", "429", "503"}
     assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http", "scheme": "bearer", "description": "CATWALK_API_TOKEN"
+        "type": "http",
+        "scheme": "bearer",
+        "description": "CATWALK_API_TOKEN",
     }
     for path in paths.values():
         for operation in path.values():
@@ -521,15 +581,20 @@ def test_concurrent_posts_for_one_product_make_one_job(
 
 @pytest.mark.slow
 def test_a_job_followed_from_post_to_completed(
-    client: TestClient, launcher: RecordingLauncher, products: list[str], settings: config.Settings,
+    client: TestClient,
+    launcher: RecordingLauncher,
+    products: list[str],
+    settings: config.Settings,
     prefect_server: None,
 ) -> None:
-    from flows.generate_product_video import generate_product_video
+    from catwalk.flows.generate_product_video import generate_product_video
 
     job_id = client.post(PREFIX, json={"productId": "demo-jacket"}).json()["jobId"]
     (call,) = launcher.calls
     # What the launcher would have started, run here in-process.
-    state = generate_product_video(call["product_id"], call["options"], call["job_id"], return_state=True)
+    state = generate_product_video(
+        call["product_id"], call["options"], call["job_id"], return_state=True
+    )
     assert state.is_completed()
     body = client.get(f"{PREFIX}/{job_id}").json()
     assert body["status"] == "COMPLETED" and body["progress"] == 100
@@ -562,7 +627,7 @@ def test_create_app_refuses_to_run_without_a_token(
 
 def _catwalk(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "catwalk.cli", *args],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import config
-from api import create_app
-from api.server import running_server
-from catalog import DEMO_PRODUCTS, write_demo_photos
-from db import queries, session_scope
+from catwalk.db import queries, session_scope
+
+from catwalk import config
+from catwalk.api import create_app
+from catwalk.api.server import running_server
+from catwalk.catalog import DEMO_PRODUCTS, write_demo_photos
 
 TOKEN = "fuzz-token-0123456789abcdef"
 
@@ -51,17 +52,26 @@ def test_schemathesis_finds_no_server_error(settings: config.Settings, tmp_path:
                 str(Path(sys.executable).with_name("schemathesis")),
                 "run",
                 f"{base_url}/openapi.json",
-                "--header", f"Authorization: Bearer {TOKEN}",
-                "--checks", "all",
+                "--header",
+                f"Authorization: Bearer {TOKEN}",
+                "--checks",
+                "all",
                 # A well-formed request for a product the shop does not have is refused with
                 # 422 by the contract; schemathesis would count that as "valid data rejected".
-                "--exclude-checks", "positive_data_acceptance",
-                "--max-examples", "25",
-                "--seed", "1",
-                "--workers", "1",
-                "--generation-database", "none",
-                "--report", "junit",
-                "--report-dir", str(tmp_path),
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+                "--generation-database",
+                "none",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path),
                 "--no-color",
             ],
             check=False,  # the exit code is asserted below, with the report

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from catwalk.db import queries, session_scope
 
-from catalog import write_demo_photos
-from db import queries, session_scope
+from catwalk.catalog import write_demo_photos
 
 
 def catwalk(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "catwalk.cli", *args],
         capture_output=True,
         check=False,
         text=True,
@@ -46,7 +46,9 @@ def test_products_add_list_and_import(settings, tmp_path: Path) -> None:
         "sku-2,Remote hoodie,https://cdn.example.test/hoodie.jpg\n"
     )
     json_file = tmp_path / "catalog.json"
-    json_file.write_text(json.dumps([{"id": "sku-3", "name": "Jacket", "images": [str(photos["demo-jacket"])]}]))
+    json_file.write_text(
+        json.dumps([{"id": "sku-3", "name": "Jacket", "images": [str(photos["demo-jacket"])]}])
+    )
     assert catwalk("products", "import", str(csv_file)).returncode == 0
     assert catwalk("products", "import", str(json_file)).returncode == 0
 
@@ -65,7 +67,9 @@ def test_products_add_list_and_import(settings, tmp_path: Path) -> None:
 def test_bad_catalog_files_get_one_clear_line(settings, tmp_path: Path) -> None:
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("sku,title\n1,x\n")
-    assert "must be a CSV with the header id,name,images" in _one_line_error(catwalk("products", "import", str(bad_csv)))
+    assert "must be a CSV with the header id,name,images" in _one_line_error(
+        catwalk("products", "import", str(bad_csv))
+    )
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
     assert "is not valid JSON" in _one_line_error(catwalk("products", "import", str(bad_json)))
@@ -75,10 +79,16 @@ def test_bad_catalog_files_get_one_clear_line(settings, tmp_path: Path) -> None:
 
 def test_adding_a_product_with_a_bad_photo_path_says_so(settings, tmp_path: Path) -> None:
     missing = tmp_path / "shirt.jpg"
-    assert _one_line_error(catwalk("products", "add", "Shirt", str(missing))) == f"error: image file not found: {missing}"
+    assert (
+        _one_line_error(catwalk("products", "add", "Shirt", str(missing)))
+        == f"error: image file not found: {missing}"
+    )
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
-    assert _one_line_error(catwalk("products", "add", "Shirt", str(text))) == f"error: {text} is not a readable image"
+    assert (
+        _one_line_error(catwalk("products", "add", "Shirt", str(text)))
+        == f"error: {text} is not a readable image"
+    )
     with session_scope() as session:
         assert not queries.list_products(session=session)
 
@@ -89,14 +99,24 @@ def test_generate_errors_are_one_clear_line(settings, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"this is not a jpeg")
     with session_scope() as session:
-        queries.upsert_product(session=session, product_id="broken", name="Broken", images=[str(broken)])
+        queries.upsert_product(
+            session=session, product_id="broken", name="Broken", images=[str(broken)]
+        )
         queries.upsert_product(session=session, product_id="bare", name="Bare", images=[])
         queries.upsert_product(
-            session=session, product_id="missing", name="Missing", images=[str(tmp_path / "gone.jpg")]
+            session=session,
+            product_id="missing",
+            name="Missing",
+            images=[str(tmp_path / "gone.jpg")],
         )
-    assert _one_line_error(catwalk("generate", "broken")) == f"error: {broken} is not a readable image"
+    assert (
+        _one_line_error(catwalk("generate", "broken")) == f"error: {broken} is not a readable image"
+    )
     assert _one_line_error(catwalk("generate", "bare")) == "error: product 'bare' has no image"
-    assert _one_line_error(catwalk("generate", "missing")) == f"error: image file not found: {tmp_path / 'gone.jpg'}"
+    assert (
+        _one_line_error(catwalk("generate", "missing"))
+        == f"error: image file not found: {tmp_path / 'gone.jpg'}"
+    )
     assert "modelType must be 'female' or 'male'" in _one_line_error(
         catwalk("generate", "broken", "--model-type", "robot")
     )
@@ -109,7 +129,9 @@ def test_generate_errors_are_one_clear_line(settings, tmp_path: Path) -> None:
 def test_generate_runs_in_the_background_and_wait_follows_it(settings, tmp_path: Path) -> None:
     photos = write_demo_photos(tmp_path / "photos")
     with session_scope() as session:
-        queries.upsert_product(session=session, product_id="tee", name="Tee", images=[str(photos["demo-tee"])])
+        queries.upsert_product(
+            session=session, product_id="tee", name="Tee", images=[str(photos["demo-tee"])]
+        )
 
     started = catwalk("generate", "tee", "--model-type", "male", "--style", "dynamic")
     assert started.returncode == 0, started.stderr
@@ -126,7 +148,9 @@ def test_generate_runs_in_the_background_and_wait_follows_it(settings, tmp_path:
     assert status["jobId"] == job_id and status["productId"] == "tee"
     assert status["status"] == "COMPLETED" and status["progress"] == 100
     assert status["currentStep"] == "completed" and status["estimatedTimeRemaining"] == 0
-    assert status["result"]["videoUrl"].startswith("file://") and status["result"]["videoUrl"].endswith("video.mp4")
+    assert status["result"]["videoUrl"].startswith("file://") and status["result"][
+        "videoUrl"
+    ].endswith("video.mp4")
     assert status["result"]["thumbnailUrl"].endswith("poster.jpg")
     assert status["result"]["duration"] == pytest.approx(settings.video_duration_seconds, abs=0.1)
     assert status["cost"] == {"nanoBanana": 0.0, "pikaLabs": 0.0, "total": 0.0}

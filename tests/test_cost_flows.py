@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catwalk.db import limits, queries, session_scope
+from catwalk.db.models import Alert, LedgerEntry, UsageDay
+from catwalk.db.stats import compute_stats
 from sqlalchemy import func, select
 
-import config
-from catalog import write_demo_photos
-from clients import factory
-from clients.offline import OfflineVideoGenerator
-from db import limits, queries, session_scope
-from db.models import Alert, LedgerEntry, UsageDay
-from db.stats import compute_stats
-from domain import GeneratedVideo, JobStatus, Usage, VideoRequest
-from errors import TransientProviderError
-from submission import submit_job
+from catwalk import config
+from catwalk.catalog import write_demo_photos
+from catwalk.clients import factory
+from catwalk.clients.offline import OfflineVideoGenerator
+from catwalk.domain import GeneratedVideo, JobStatus, Usage, VideoRequest
+from catwalk.errors import TransientProviderError
+from catwalk.submission import submit_job
 from tests.conftest import reset_settings
 
 PRICES = """
@@ -60,14 +60,26 @@ class BilledFailureThenOffline:
     def animate(self, request: VideoRequest, **kwargs: Any) -> GeneratedVideo:
         self.calls += 1
         if self.calls == 1:
-            usage = Usage("pika", "offline", "animate", "offline-xfade", Decimal(5), "second",
-                          resolution=request.resolution, request_id="billed-then-failed")
-            raise TransientProviderError("provider timed out after rendering", provider="offline", usage=usage)
+            usage = Usage(
+                "pika",
+                "offline",
+                "animate",
+                "offline-xfade",
+                Decimal(5),
+                "second",
+                resolution=request.resolution,
+                request_id="billed-then-failed",
+            )
+            raise TransientProviderError(
+                "provider timed out after rendering", provider="offline", usage=usage
+            )
         return self._inner.animate(request, **kwargs)
 
 
 @pytest.fixture
-def priced(settings: config.Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> config.Settings:
+def priced(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> config.Settings:
     prices = tmp_path / "prices.toml"
     prices.write_text(PRICES)
     factory._fault_plan.cache_clear()  # fault counters start afresh for each test
@@ -82,7 +94,7 @@ def _product(settings: config.Settings) -> str:
 
 
 def _run(settings: config.Settings) -> str:
-    from flows.generate_product_video import generate_product_video
+    from catwalk.flows.generate_product_video import generate_product_video
 
     pid = _product(settings)
     job_id = submit_job(pid, {}, settings=settings, launcher=_NoLaunch()).job_id
@@ -142,7 +154,9 @@ def test_a_billed_failed_attempt_is_in_the_ledger_and_the_totals(
         assert [a.kind for a in session.scalars(select(Alert))] == ["daily_cost"]
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
-        pika_rows = [e for e in queries.ledger_for_job(session=session, job_id=job_id) if e.service == "pika"]
+        pika_rows = [
+            e for e in queries.ledger_for_job(session=session, job_id=job_id) if e.service == "pika"
+        ]
         stats = compute_stats(session=session, settings=priced)
     assert [(e.succeeded, e.amount) for e in pika_rows] == [(False, VIDEO), (True, VIDEO)]
     assert job.pika_labs_cost == 2 * VIDEO
@@ -189,7 +203,7 @@ def test_a_job_that_never_reached_a_provider_costs_nothing_and_frees_its_generat
 def test_a_deployment_run_that_records_its_own_job_is_held_to_the_limit(
     priced: config.Settings, monkeypatch: pytest.MonkeyPatch, prefect_server: None
 ) -> None:
-    from flows.generate_product_video import generate_product_video
+    from catwalk.flows.generate_product_video import generate_product_video
 
     settings = reset_settings(monkeypatch, DAILY_GENERATION_LIMIT="1")
     pid = _product(settings)

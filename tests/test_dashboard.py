@@ -16,20 +16,20 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from catwalk.dashboards import auth
+from catwalk.db import queries, session_scope, stats
+from catwalk.db.base import utcnow
+from catwalk.db.models import Alert, LedgerEntry, Product
 from streamlit.testing.v1 import AppTest
 
-import submission
-from catalog import DEMO_PRODUCTS
-from cli.demo import seed_demo_catalog
-from clients import factory
-from clients.keys import object_key
-from clients.media import render_transition
-from config import Settings
-from dashboards import auth
-from db import queries, session_scope, stats
-from db.base import utcnow
-from db.models import Alert, LedgerEntry, Product
-from domain import JobOptions, JobStatus
+from catwalk import submission
+from catwalk.catalog import DEMO_PRODUCTS
+from catwalk.cli.demo import seed_demo_catalog
+from catwalk.clients import factory
+from catwalk.clients.keys import object_key
+from catwalk.clients.media import render_transition
+from catwalk.config import Settings
+from catwalk.domain import JobOptions, JobStatus
 from tests.conftest import reset_settings
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "streamlit_app.py"
@@ -45,7 +45,9 @@ class RecordingLauncher:
     def launch(
         self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
     ) -> str | None:
-        self.launches.append({"job_id": job_id, "product_id": product_id, "options": options, "run_key": run_key})
+        self.launches.append(
+            {"job_id": job_id, "product_id": product_id, "options": options, "run_key": run_key}
+        )
         return None
 
 
@@ -88,7 +90,9 @@ def signed_in(page: str | None = None, **query: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += [e.value for kind in ("success", "info", "warning", "error") for e in getattr(at, kind)]
+    parts += [
+        e.value for kind in ("success", "info", "warning", "error") for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -105,7 +109,7 @@ def make_job(product_id: str, status: JobStatus, **fields: Any) -> str:
 def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real, tiny H.264 file (what a product's current video is)."""
     folder = tmp_path_factory.mktemp("mp4")
-    from catalog import draw_product
+    from catwalk.catalog import draw_product
 
     start, end = folder / "a.png", folder / "b.png"
     draw_product(DEMO_PRODUCTS[0]).save(start)
@@ -118,7 +122,9 @@ def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def give_video(product_id: str, data: bytes) -> str:
     """Publish a finished job's video on the product, as the publish step does."""
     store = factory.blob_store()
-    job_id = make_job(product_id, JobStatus.COMPLETED, progress=100, completed_at=utcnow(), started_at=utcnow())
+    job_id = make_job(
+        product_id, JobStatus.COMPLETED, progress=100, completed_at=utcnow(), started_at=utcnow()
+    )
     key, poster = object_key(product_id, job_id, "video"), object_key(product_id, job_id, "poster")
     store.put_bytes(key, data, "video/mp4")
     store.put_bytes(poster, b"\xff\xd8", "image/jpeg")
@@ -126,7 +132,9 @@ def give_video(product_id: str, data: bytes) -> str:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None
         job.video_key, job.poster_key = key, poster
-        queries.switch_product_video(session=session, job=job, video_key=key, poster_key=poster, video_url=store.url(key))
+        queries.switch_product_video(
+            session=session, job=job, video_key=key, poster_key=poster, video_url=store.url(key)
+        )
     return job_id
 
 
@@ -178,7 +186,9 @@ def test_right_password_opens_every_page(admin: Settings) -> None:
     assert [t.value for t in at.title] == [":material/movie: catwalk"]
 
 
-def test_password_hash_from_the_environment(admin: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_hash_from_the_environment(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CATWALK_ADMIN_PASSWORD")
     reset_settings(monkeypatch, CATWALK_ADMIN_PASSWORD_HASH=auth.hash_password("hashed secret"))
     assert [e.value for e in sign_in(fresh_app(), PASSWORD).error] == ["Wrong password."]
@@ -225,7 +235,9 @@ def sso_app(user: dict[str, Any]) -> AppTest:
     return at.run()
 
 
-def test_single_sign_on_admits_only_listed_admins(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_sign_on_admits_only_listed_admins(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reset_settings(monkeypatch, CATWALK_ADMIN_EMAILS="Boss@Shop.com, ops@shop.com")
     st.cache_data.clear()
     signed_out = sso_app({"is_logged_in": False})
@@ -265,7 +277,9 @@ def test_generate_one_answers_with_the_job_and_never_starts_a_second(
     assert f"Started job {job_id} for demo-dress." in [s.value for s in at.success]
     at.button(key="gen_demo-dress").click().run()
     assert len(launcher.launches) == 1
-    assert f"demo-dress: a video is already in progress (job {job_id})." in [i.value for i in at.info]
+    assert f"demo-dress: a video is already in progress (job {job_id})." in [
+        i.value for i in at.info
+    ]
     # The card now shows the job in flight.
     assert len(at.get("progress")) == 1
 
@@ -279,7 +293,11 @@ def test_generate_for_many_selected_products(admin: Settings, launcher: Recordin
     assert at.button(key="generate_selected").label == "Generate 3 video(s)"
     at.selectbox(key="batch_style").select("dynamic")
     at.button(key="generate_selected").click().run()
-    assert sorted(x["product_id"] for x in launcher.launches) == ["demo-hoodie", "demo-jacket", "demo-tee"]
+    assert sorted(x["product_id"] for x in launcher.launches) == [
+        "demo-hoodie",
+        "demo-jacket",
+        "demo-tee",
+    ]
     assert all(x["options"]["videoStyle"] == "dynamic" for x in launcher.launches)
     assert "Started 3 video job(s)" in at.success[0].value
     # The selection is cleared once the batch is submitted.
@@ -337,7 +355,9 @@ def test_products_are_paged(admin: Settings) -> None:
     photo = seed_photo()
     with session_scope() as session:
         for n in range(26):  # 30 products with the demo ones: pages of 12, 12 and 6
-            queries.upsert_product(session=session, product_id=f"extra-{n:02d}", name=f"Extra {n:02d}", images=[photo])
+            queries.upsert_product(
+                session=session, product_id=f"extra-{n:02d}", name=f"Extra {n:02d}", images=[photo]
+            )
     at = signed_in()
     assert at.checkbox.len == 12
     at.number_input(key="product_page").set_value(3).run()
@@ -353,11 +373,17 @@ def test_products_are_paged(admin: Settings) -> None:
 def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_settings(monkeypatch, CATWALK_PREFECT_UI_URL="http://prefect.example/")
     queued = make_job(
-        "demo-dress", JobStatus.GENERATING_VIDEO, progress=50, started_at=utcnow() - dt.timedelta(seconds=30),
-        wait_reason="queued at provider (position 3)", flow_run_id="run-123",
+        "demo-dress",
+        JobStatus.GENERATING_VIDEO,
+        progress=50,
+        started_at=utcnow() - dt.timedelta(seconds=30),
+        wait_reason="queued at provider (position 3)",
+        flow_run_id="run-123",
     )
     make_job("demo-tee", JobStatus.PENDING)
-    make_job("demo-jacket", JobStatus.FAILED, error_message="keyframes: refused", completed_at=utcnow())
+    make_job(
+        "demo-jacket", JobStatus.FAILED, error_message="keyframes: refused", completed_at=utcnow()
+    )
     at = signed_in("app_pages/jobs.py")
     bars = at.get("progress")
     assert [b.proto.value for b in bars] == [0, 50]  # newest first: the PENDING one
@@ -368,7 +394,9 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
     remaining = re.search(r"hourglass_bottom: ~(\d+)s left", texts(at))
     assert remaining is not None and 30 <= int(remaining.group(1)) < 60
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Waiting"] == "1" and metrics["Rendering"] == "1" and metrics["Failed today"] == "1"
+    assert (
+        metrics["Waiting"] == "1" and metrics["Rendering"] == "1" and metrics["Failed today"] == "1"
+    )
     links = [b.proto.url for b in at.get("link_button")]
     assert links == ["http://prefect.example/runs/flow-run/run-123"]
     table = at.dataframe[0].value
@@ -412,12 +440,28 @@ def test_job_detail_shows_keyframes_video_timeline_and_costs(admin: Settings, mp
         for attempt, ok in ((1, False), (2, True)):
             session.add(
                 LedgerEntry(
-                    job_id=job_id, service="pika", provider="fal", operation="animate", model="pikaframes",
-                    units=Decimal(5), unit="second", unit_price=Decimal("0.04"), amount=Decimal("0.2"),
-                    attempt=attempt, succeeded=ok, note=None if ok else "provider said 503",
+                    job_id=job_id,
+                    service="pika",
+                    provider="fal",
+                    operation="animate",
+                    model="pikaframes",
+                    units=Decimal(5),
+                    unit="second",
+                    unit_price=Decimal("0.04"),
+                    amount=Decimal("0.2"),
+                    attempt=attempt,
+                    succeeded=ok,
+                    note=None if ok else "provider said 503",
                 )
             )
-        queries.record_event(session=session, job_id=job_id, step="video", kind="failed", attempt=1, message="provider said 503")
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="video",
+            kind="failed",
+            attempt=1,
+            message="provider said 503",
+        )
         session.flush()
         queries.refresh_job_costs(session=session, job_id=job_id)
     at = signed_in("app_pages/job_detail.py", job=job_id)
@@ -454,8 +498,12 @@ def test_retry_shows_the_extra_cost_first_then_restarts_the_job(
 ) -> None:
     # Failed after one keyframe: a retry makes one keyframe and the video (2 s at 720p).
     job_id = make_job(
-        "demo-hoodie", JobStatus.FAILED, error_message="keyframe end: refused", completed_at=utcnow(),
-        image_keys={"start": "demo-hoodie/x/keyframe-start.png"}, progress=25,
+        "demo-hoodie",
+        JobStatus.FAILED,
+        error_message="keyframe end: refused",
+        completed_at=utcnow(),
+        image_keys={"start": "demo-hoodie/x/keyframe-start.png"},
+        progress=25,
     )
     at = signed_in("app_pages/job_detail.py", job=job_id)
     assert at.button(key="retry_job").label == "Retry for $0.130"
@@ -463,7 +511,12 @@ def test_retry_shows_the_extra_cost_first_then_restarts_the_job(
     assert launcher.launches == []
     at.button(key="retry_job").click().run()
     assert launcher.launches == [
-        {"job_id": job_id, "product_id": "demo-hoodie", "options": JobOptions().to_dict(), "run_key": f"job-{job_id}-retry-1"}
+        {
+            "job_id": job_id,
+            "product_id": "demo-hoodie",
+            "options": JobOptions().to_dict(),
+            "run_key": f"job-{job_id}-retry-1",
+        }
     ]
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
@@ -482,14 +535,20 @@ def test_cancel_from_job_detail(admin: Settings) -> None:
     assert at.button(key="cancel_job").disabled
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None and job.cancel_requested and job.status is JobStatus.GENERATING_IMAGES
+        assert (
+            job is not None and job.cancel_requested and job.status is JobStatus.GENERATING_IMAGES
+        )
 
 
 # Costs -------------------------------------------------------------------------------------
 
 
-def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytest.MonkeyPatch, mp4: bytes) -> None:
-    reset_settings(monkeypatch, LIMITS_TIMEZONE="Europe/Berlin", DAILY_GENERATION_LIMIT="10", DAILY_BUDGET="5")
+def test_costs_page_charts_limits_and_alerts(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch, mp4: bytes
+) -> None:
+    reset_settings(
+        monkeypatch, LIMITS_TIMEZONE="Europe/Berlin", DAILY_GENERATION_LIMIT="10", DAILY_BUDGET="5"
+    )
     job_id = give_video("demo-tee", mp4)
     now = utcnow()
     with session_scope() as session:
@@ -500,13 +559,23 @@ def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytes
         ):
             session.add(
                 LedgerEntry(
-                    job_id=job_id, service=service, provider="x", operation="op", model=model,
-                    units=Decimal(1), unit="u", unit_price=Decimal(amount), amount=Decimal(amount), created_at=when,
+                    job_id=job_id,
+                    service=service,
+                    provider="x",
+                    operation="op",
+                    model=model,
+                    units=Decimal(1),
+                    unit="u",
+                    unit_price=Decimal(amount),
+                    amount=Decimal(amount),
+                    created_at=when,
                 )
             )
         session.flush()
         stats.rebuild_hourly_rollup(session=session)  # rows added by hand, not by record_usage
-        session.add(Alert(kind="daily_cost", dedupe_key="daily:today", message="Spend passed $0.10 today"))
+        session.add(
+            Alert(kind="daily_cost", dedupe_key="daily:today", message="Spend passed $0.10 today")
+        )
     # A submission reserves one of today's generations.
     submission.submit_job("demo-dress", {}, launcher=RecordingLauncher())
     at = signed_in("app_pages/costs.py")
@@ -519,7 +588,9 @@ def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytes
     assert len(charts) == 2  # by day, by service
     by_model = at.dataframe[0].value
     assert set(by_model["model"]) == {"gemini-2.5-flash-image", "fal-ai/pika/v2.2/pikaframes"}
-    [alert_id] = [b.key.removeprefix("ack_") for b in at.button if b.key and b.key.startswith("ack_")]
+    [alert_id] = [
+        b.key.removeprefix("ack_") for b in at.button if b.key and b.key.startswith("ack_")
+    ]
     at.button(key=f"ack_{alert_id}").click().run()
     assert "Alert acknowledged." in [s.value for s in at.success]
     assert not [b for b in at.button if b.key and b.key.startswith("ack_")]
@@ -528,17 +599,28 @@ def test_costs_page_charts_limits_and_alerts(admin: Settings, monkeypatch: pytes
         assert alert is not None and alert.acknowledged_at is not None
 
 
-def test_cost_by_day_uses_the_limits_time_zone(admin: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cost_by_day_uses_the_limits_time_zone(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reset_settings(monkeypatch, LIMITS_TIMEZONE="Pacific/Auckland")
-    from dashboards import data
+    from catwalk.dashboards import data
 
     # 11:30 UTC is already tomorrow in Auckland (UTC+12/13).
-    today_utc = dt.datetime.now(dt.UTC).replace(hour=11, minute=30, second=0, microsecond=0) - dt.timedelta(days=1)
+    today_utc = dt.datetime.now(dt.UTC).replace(
+        hour=11, minute=30, second=0, microsecond=0
+    ) - dt.timedelta(days=1)
     with session_scope() as session:
         session.add(
             LedgerEntry(
-                service="pika", provider="x", operation="op", model="m", units=Decimal(1), unit="u",
-                unit_price=Decimal(1), amount=Decimal(1), created_at=today_utc,
+                service="pika",
+                provider="x",
+                operation="op",
+                model="m",
+                units=Decimal(1),
+                unit="u",
+                unit_price=Decimal(1),
+                amount=Decimal(1),
+                created_at=today_utc,
             )
         )
         session.flush()

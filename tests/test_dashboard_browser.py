@@ -27,14 +27,22 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # Keep Chromium off the network it cannot reach anyway (INFRA.md).
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian chromium (apt-get install -y chromium)"
+    ),
 ]
 
 
@@ -62,7 +70,11 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
         '[[price]]\nprovider = "offline"\nmodel = "*"\nresolution = "720p"\nunit = "second"\n'
         'unit_price = "0.04"\nprice_date = "2026-01-01"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DATABASE_URL", "CATWALK_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_API", "DATABASE_URL", "CATWALK_"))
+    }
     env.update(
         CATWALK_HOME=str(home),
         PREFECT_HOME=str(home / "prefect"),
@@ -71,19 +83,29 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
         RETRY_DELAY_SECONDS="0",
         # Slow enough to watch the job move on the jobs page.
         OFFLINE_VIDEO_LATENCY_SECONDS="6",
-        PYTHONPATH=str(ROOT),
         CATWALK_PRICES_FILE=str(prices),
     )
     subprocess.run(
-        [sys.executable, "-c", "from cli.demo import seed_demo_catalog; seed_demo_catalog()"],
-        cwd=ROOT, env=env, check=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from catwalk.cli.demo import seed_demo_catalog; seed_demo_catalog()",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
     )
     log = tmp_path / "dashboard.log"
     port = _free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "dashboard", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "catwalk.cli", "dashboard", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 120
@@ -91,7 +113,11 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
             assert process.poll() is None, log.read_text()
             found = re.search(r"admin password \(.*\): (\S+)", log.read_text())
             try:
-                ready = found and httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code == 200
+                ready = (
+                    found
+                    and httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code
+                    == 200
+                )
             except httpx.HTTPError:
                 ready = False
             if ready and found:
@@ -156,7 +182,11 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
 
             page.get_by_role("link", name="Jobs").click()
             expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
-            done = page.locator("[data-testid=stMetric]").filter(has_text="Done today").locator("[data-testid=stMetricValue]")
+            done = (
+                page.locator("[data-testid=stMetric]")
+                .filter(has_text="Done today")
+                .locator("[data-testid=stMetricValue]")
+            )
             # The fragment refreshes every 2 s without reloading the page: first the job shows
             # up in flight, then it completes.
             expect(page.get_by_text(re.compile(r"In progress \(1\)"))).to_be_visible()
@@ -201,14 +231,22 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             expect(page.locator("[data-testid=stImage] img")).to_have_count(2)
             expect(page.locator("video")).to_have_count(1)
             # Two keyframes (1290 tokens at $0.00003) and 2 s of video at $0.04.
-            cost = page.locator("[data-testid=stMetric]").filter(has_text="Cost").locator("[data-testid=stMetricValue]")
+            cost = (
+                page.locator("[data-testid=stMetric]")
+                .filter(has_text="Cost")
+                .locator("[data-testid=stMetricValue]")
+            )
             expect(cost).to_have_text("$0.1574")
             _snap(page, "dashboard-5-job-detail.png")
 
             page.get_by_role("link", name="Costs").click()
             expect(page.get_by_role("heading", name="Costs", exact=True)).to_be_visible()
             expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
-            today = page.locator("[data-testid=stMetric]").filter(has_text="Spent today").locator("[data-testid=stMetricValue]")
+            today = (
+                page.locator("[data-testid=stMetric]")
+                .filter(has_text="Spent today")
+                .locator("[data-testid=stMetricValue]")
+            )
             expect(today).to_have_text("$0.16")
             _snap(page, "dashboard-6-costs.png")
         except BaseException:

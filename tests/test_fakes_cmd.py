@@ -13,8 +13,8 @@ import httpx
 from PIL import Image
 from pydantic import SecretStr
 
-from clients.gemini import GeminiImageGenerator
-from domain import ImageRequest
+from catwalk.clients.gemini import GeminiImageGenerator
+from catwalk.domain import ImageRequest
 
 
 def _read_exports(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, str]:
@@ -33,8 +33,11 @@ def _read_exports(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str,
 
 def test_catwalk_fakes_prints_settings_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "fakes", "--port", "0", "--video-width", "96"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+        [sys.executable, "-m", "catwalk.cli", "fakes", "--port", "0", "--video-width", "96"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
     try:
         env = _read_exports(proc)
@@ -49,13 +52,23 @@ def test_catwalk_fakes_prints_settings_and_serves() -> None:
         assert state.status_code == 200 and state.json()["submit"] == 0
         photo = io.BytesIO()
         Image.new("RGB", (40, 60), (10, 200, 10)).save(photo, format="JPEG")
-        image = GeminiImageGenerator(api_key=SecretStr(env["NANO_BANANA_API_KEY"]), base_url=gemini_url).generate(
-            ImageRequest(product_image=photo.getvalue(), product_image_mime="image/jpeg",
-                         model_type="female", pose="start", identity_seed=3)
+        image = GeminiImageGenerator(
+            api_key=SecretStr(env["NANO_BANANA_API_KEY"]), base_url=gemini_url
+        ).generate(
+            ImageRequest(
+                product_image=photo.getvalue(),
+                product_image_mime="image/jpeg",
+                model_type="female",
+                pose="start",
+                identity_seed=3,
+            )
         )
         assert Image.open(io.BytesIO(image.data)).width == 96
-        submitted = httpx.post(f"{fal_url}/fal-ai/pika/v2.2/pikaframes", json={"image_urls": []},
-                               headers={"Authorization": f"Key {env['PIKA_LABS_API_KEY']}"}).json()
+        submitted = httpx.post(
+            f"{fal_url}/fal-ai/pika/v2.2/pikaframes",
+            json={"image_urls": []},
+            headers={"Authorization": f"Key {env['PIKA_LABS_API_KEY']}"},
+        ).json()
         # URLs the fal fake returns keep its mount prefix, so clients can follow them as given.
         assert submitted["status_url"].startswith(f"{fal_url}/fal-ai/pika/requests/")
     finally:

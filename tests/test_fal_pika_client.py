@@ -15,11 +15,11 @@ from PIL import Image
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 
-from clients.fal_pika import FalPikaVideoGenerator, fraction_from_logs
-from clients.media import probe_video
-from domain import ProviderProgress, SubmittedRequest, VideoRequest
-from errors import JobCancelled, JobTimedOut, PermanentProviderError, TransientProviderError
-from fakes import FakeFal, RunningServer, serve_in_thread
+from catwalk.clients.fal_pika import FalPikaVideoGenerator, fraction_from_logs
+from catwalk.clients.media import probe_video
+from catwalk.domain import ProviderProgress, SubmittedRequest, VideoRequest
+from catwalk.errors import JobCancelled, JobTimedOut, PermanentProviderError, TransientProviderError
+from catwalk.fakes import FakeFal, RunningServer, serve_in_thread
 
 KEY = "fal-test-key:3b9d1e77"
 
@@ -51,15 +51,21 @@ def _png(color: tuple[int, int, int]) -> bytes:
 
 def _request(**overrides: object) -> VideoRequest:
     fields: dict[str, object] = {
-        "start_image": _png((200, 30, 30)), "end_image": _png((30, 30, 200)), "mime_type": "image/png",
-        "style": "smooth", "duration_seconds": 2, "resolution": "720p",
+        "start_image": _png((200, 30, 30)),
+        "end_image": _png((30, 30, 200)),
+        "mime_type": "image/png",
+        "style": "smooth",
+        "duration_seconds": 2,
+        "resolution": "720p",
     }
     fields.update(overrides)
     return VideoRequest(**fields)  # type: ignore[arg-type]
 
 
 def _client(url: str, key: str = KEY, **kw: object) -> FalPikaVideoGenerator:
-    return FalPikaVideoGenerator(api_key=SecretStr(key), base_url=url, poll_interval_seconds=0.0, **kw)  # type: ignore[arg-type]
+    return FalPikaVideoGenerator(
+        api_key=SecretStr(key), base_url=url, poll_interval_seconds=0.0, **kw
+    )  # type: ignore[arg-type]
 
 
 def test_queue_walk_progress_download_and_poster(fal: FakeFal, url: str, tmp_path: Path) -> None:
@@ -79,7 +85,9 @@ def test_queue_walk_progress_download_and_poster(fal: FakeFal, url: str, tmp_pat
     assert facts.codec == "h264" and facts.duration_seconds == pytest.approx(2.0, abs=0.1)
     with Image.open(video.poster_path) as poster:
         assert poster.format == "JPEG" and poster.size == (facts.width, facts.height)
-    assert video.usage.units == 2 and video.usage.resolution == "720p" and video.usage.unit == "second"
+    assert (
+        video.usage.units == 2 and video.usage.resolution == "720p" and video.usage.unit == "second"
+    )
     assert video.provider_url and video.provider_url.startswith(url + "/_fake/files/")
     state = fal.state()
     assert state["submit"] == 1 and state["download"] == 1 and state["cancel"] == 0
@@ -89,44 +97,72 @@ def test_queue_walk_progress_download_and_poster(fal: FakeFal, url: str, tmp_pat
     assert state["requests"][submitted.request_id]["endpoint"] == "fal-ai/pika/v2.2/pikaframes"
 
 
-def test_keyframes_as_urls_when_storage_gives_them(fal: FakeFal, url: str, tmp_path: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/start.png").respond_with_data(_png((1, 150, 1)), content_type="image/png")
-    httpserver.expect_request("/end.png").respond_with_data(_png((150, 1, 1)), content_type="image/png")
+def test_keyframes_as_urls_when_storage_gives_them(
+    fal: FakeFal, url: str, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/start.png").respond_with_data(
+        _png((1, 150, 1)), content_type="image/png"
+    )
+    httpserver.expect_request("/end.png").respond_with_data(
+        _png((150, 1, 1)), content_type="image/png"
+    )
     seen: list[SubmittedRequest] = []
     _client(url).animate(
-        _request(start_image_url=httpserver.url_for("/start.png"), end_image_url=httpserver.url_for("/end.png")),
-        work_dir=tmp_path, on_submitted=seen.append,
+        _request(
+            start_image_url=httpserver.url_for("/start.png"),
+            end_image_url=httpserver.url_for("/end.png"),
+        ),
+        work_dir=tmp_path,
+        on_submitted=seen.append,
     )
-    assert fal.state()["requests"][seen[0].request_id]["arguments"]["image_url_kinds"] == ["url", "url"]
+    assert fal.state()["requests"][seen[0].request_id]["arguments"]["image_url_kinds"] == [
+        "url",
+        "url",
+    ]
     assert len(httpserver.log) == 2  # the "provider" fetched both keyframes itself
 
 
 def test_rebuilt_status_urls_404_like_fal(fal: FakeFal, url: str) -> None:
-    submitted = httpx.post(f"{url}/fal-ai/pika/v2.2/pikaframes", json={"image_urls": []},
-                           headers={"Authorization": f"Key {KEY}"}).json()
+    submitted = httpx.post(
+        f"{url}/fal-ai/pika/v2.2/pikaframes",
+        json={"image_urls": []},
+        headers={"Authorization": f"Key {KEY}"},
+    ).json()
     rebuilt = f"{url}/fal-ai/pika/v2.2/pikaframes/requests/{submitted['request_id']}/status"
     assert httpx.get(rebuilt, headers={"Authorization": f"Key {KEY}"}).status_code == 404
-    assert httpx.get(submitted["status_url"], headers={"Authorization": f"Key {KEY}"}).status_code == 202
+    assert (
+        httpx.get(submitted["status_url"], headers={"Authorization": f"Key {KEY}"}).status_code
+        == 202
+    )
 
 
 def test_resume_after_restart_does_not_submit_again(fal: FakeFal, url: str, tmp_path: Path) -> None:
     # A previous worker submitted, saved the answer, and died before the video was ready.
     client = _client(url)
-    raw = httpx.post(f"{url}/fal-ai/pika/v2.2/pikaframes", json=client.request_body(_request()),
-                     headers={"Authorization": f"Key {KEY}"}).json()
+    raw = httpx.post(
+        f"{url}/fal-ai/pika/v2.2/pikaframes",
+        json=client.request_body(_request()),
+        headers={"Authorization": f"Key {KEY}"},
+    ).json()
     saved = SubmittedRequest.from_dict(
-        SubmittedRequest(raw["request_id"], raw["status_url"], raw["response_url"], raw["cancel_url"]).to_dict()
+        SubmittedRequest(
+            raw["request_id"], raw["status_url"], raw["response_url"], raw["cancel_url"]
+        ).to_dict()
     )
 
     def must_not_submit(_: SubmittedRequest) -> None:
         raise AssertionError("re-attaching must not submit")
 
-    video = _client(url).animate(_request(), work_dir=tmp_path, resume=saved, on_submitted=must_not_submit)
+    video = _client(url).animate(
+        _request(), work_dir=tmp_path, resume=saved, on_submitted=must_not_submit
+    )
     assert video.usage.request_id == saved.request_id
     assert fal.state()["submit"] == 1
 
 
-def test_resume_of_a_failed_request_submits_a_fresh_one(fal: FakeFal, url: str, tmp_path: Path) -> None:
+def test_resume_of_a_failed_request_submits_a_fresh_one(
+    fal: FakeFal, url: str, tmp_path: Path
+) -> None:
     fal.add_fault("infrastructure", reason="runner_disconnected")
     client = _client(url)
     saved: list[SubmittedRequest] = []
@@ -135,7 +171,9 @@ def test_resume_of_a_failed_request_submits_a_fresh_one(fal: FakeFal, url: str, 
     assert info.value.usage is not None and info.value.usage.billed is False  # 5xx: not billed
     # The retry re-attaches, finds the request spent, and only then submits again.
     fresh: list[SubmittedRequest] = []
-    video = client.animate(_request(), work_dir=tmp_path, resume=saved[0], on_submitted=fresh.append)
+    video = client.animate(
+        _request(), work_dir=tmp_path, resume=saved[0], on_submitted=fresh.append
+    )
     assert fresh and fresh[0].request_id != saved[0].request_id
     assert video.usage.request_id == fresh[0].request_id
     assert fal.state()["submit"] == 2
@@ -146,7 +184,12 @@ def test_cancel_when_the_deadline_passes(fal: FakeFal, url: str, tmp_path: Path)
     saved: list[SubmittedRequest] = []
     client = FalPikaVideoGenerator(api_key=SecretStr(KEY), base_url=url, poll_interval_seconds=0.02)
     with pytest.raises(JobTimedOut, match="time limit") as info:
-        client.animate(_request(), work_dir=tmp_path, on_submitted=saved.append, deadline=time.monotonic() + 0.3)
+        client.animate(
+            _request(),
+            work_dir=tmp_path,
+            on_submitted=saved.append,
+            deadline=time.monotonic() + 0.3,
+        )
     assert KEY not in str(info.value)
     state = fal.state()
     assert state["cancel"] == 1 and state["requests"][saved[0].request_id]["cancelled"] is True
@@ -180,20 +223,51 @@ def test_cancel_when_the_request_cannot_be_saved(fal: FakeFal, url: str, tmp_pat
 @pytest.mark.parametrize(
     ("kind", "options", "error", "text"),
     [
-        ("content_policy", {}, PermanentProviderError, "the video model refused these keyframes: content_policy_violation"),
-        ("validation", {}, PermanentProviderError, "transitions.0.duration: Input should be less than or equal to 10"),
+        (
+            "content_policy",
+            {},
+            PermanentProviderError,
+            "the video model refused these keyframes: content_policy_violation",
+        ),
+        (
+            "validation",
+            {},
+            PermanentProviderError,
+            "transitions.0.duration: Input should be less than or equal to 10",
+        ),
         ("infrastructure", {}, TransientProviderError, "request_timeout"),
         ("rate_limit", {"on": "submit"}, TransientProviderError, "rate limited (HTTP 429)"),
-        ("unavailable", {"on": "submit"}, TransientProviderError, "unavailable at submit (HTTP 503)"),
+        (
+            "unavailable",
+            {"on": "submit"},
+            TransientProviderError,
+            "unavailable at submit (HTTP 503)",
+        ),
         ("malformed", {"on": "submit"}, TransientProviderError, "answered the submit unreadably"),
-        ("unavailable", {"on": "status"}, TransientProviderError, "unavailable at status (HTTP 503)"),
+        (
+            "unavailable",
+            {"on": "status"},
+            TransientProviderError,
+            "unavailable at status (HTTP 503)",
+        ),
         ("malformed", {"on": "status"}, TransientProviderError, "status answer is unreadable"),
-        ("unavailable", {"on": "result"}, TransientProviderError, "unavailable at result (HTTP 503)"),
+        (
+            "unavailable",
+            {"on": "result"},
+            TransientProviderError,
+            "unavailable at result (HTTP 503)",
+        ),
         ("unavailable", {"on": "download"}, TransientProviderError, "downloading the video"),
     ],
 )
 def test_failure_shapes(
-    fal: FakeFal, url: str, tmp_path: Path, kind: str, options: dict[str, object], error: type[Exception], text: str
+    fal: FakeFal,
+    url: str,
+    tmp_path: Path,
+    kind: str,
+    options: dict[str, object],
+    error: type[Exception],
+    text: str,
 ) -> None:
     fal.add_fault(kind, **options)
     with pytest.raises(error) as info:
@@ -203,7 +277,9 @@ def test_failure_shapes(
     assert KEY not in str(info.value)
 
 
-def test_content_policy_attempt_is_recorded_unbilled(fal: FakeFal, url: str, tmp_path: Path) -> None:
+def test_content_policy_attempt_is_recorded_unbilled(
+    fal: FakeFal, url: str, tmp_path: Path
+) -> None:
     fal.add_fault("content_policy", reason="sexual")
     with pytest.raises(PermanentProviderError, match=r"\[sexual\]") as info:
         _client(url).animate(_request(), work_dir=tmp_path)
@@ -225,16 +301,22 @@ def test_rate_limit_retry_after_and_bad_key(fal: FakeFal, url: str, tmp_path: Pa
     assert "not-the-key" not in str(bad.value)
 
 
-def test_the_cdn_download_carries_no_key(tmp_path: Path, httpserver: HTTPServer, fal: FakeFal, url: str) -> None:
+def test_the_cdn_download_carries_no_key(
+    tmp_path: Path, httpserver: HTTPServer, fal: FakeFal, url: str
+) -> None:
     """The video URL is a third-party CDN: the fal key must not travel there."""
     seen: list[SubmittedRequest] = []
     video = _client(url).animate(_request(), work_dir=tmp_path / "a", on_submitted=seen.append)
     mp4 = Path(video.path).read_bytes()
     status = f"{httpserver.url_for('/q')}/status"
     httpserver.expect_request("/q/status").respond_with_json({"status": "COMPLETED", "logs": None})
-    httpserver.expect_request("/q").respond_with_json({"video": {"url": httpserver.url_for("/cdn/v.mp4")}})
+    httpserver.expect_request("/q").respond_with_json(
+        {"video": {"url": httpserver.url_for("/cdn/v.mp4")}}
+    )
     httpserver.expect_request("/cdn/v.mp4").respond_with_data(mp4, content_type="video/mp4")
-    resumed = SubmittedRequest("q-1", status, httpserver.url_for("/q"), httpserver.url_for("/q/cancel"))
+    resumed = SubmittedRequest(
+        "q-1", status, httpserver.url_for("/q"), httpserver.url_for("/q/cancel")
+    )
     _client(url).animate(_request(), work_dir=tmp_path / "b", resume=resumed)
     by_path = {req.path: req for req, _ in httpserver.log}
     assert by_path["/q/status"].headers["Authorization"] == f"Key {KEY}"
@@ -244,4 +326,7 @@ def test_the_cdn_download_carries_no_key(tmp_path: Path, httpserver: HTTPServer,
 def test_fraction_from_logs() -> None:
     assert fraction_from_logs(None) == (None, "")
     assert fraction_from_logs([{"message": "step 12/48"}])[0] == 0.25
-    assert fraction_from_logs([{"message": "40%"}, {"message": "loading weights"}]) == (None, "loading weights")
+    assert fraction_from_logs([{"message": "40%"}, {"message": "loading weights"}]) == (
+        None,
+        "loading weights",
+    )

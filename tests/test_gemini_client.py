@@ -19,13 +19,13 @@ from PIL import Image
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 
-import pricing
-from clients._http import parse_duration, parse_retry_after
-from clients.gemini import GeminiImageGenerator, build_prompt, identity_description
-from config import Settings
-from domain import ImageRequest
-from errors import ConfigError, PermanentProviderError, TransientProviderError
-from fakes import FakeGemini, RunningServer, serve_in_thread
+from catwalk import pricing
+from catwalk.clients._http import parse_duration, parse_retry_after
+from catwalk.clients.gemini import GeminiImageGenerator, build_prompt, identity_description
+from catwalk.config import Settings
+from catwalk.domain import ImageRequest
+from catwalk.errors import ConfigError, PermanentProviderError, TransientProviderError
+from catwalk.fakes import FakeGemini, RunningServer, serve_in_thread
 
 KEY = "gm-test-key-7c1f0e5a"
 
@@ -56,12 +56,18 @@ def _photo() -> bytes:
 
 def _request(pose: str = "start", *, seed: int = 1234, model_type: str = "female") -> ImageRequest:
     return ImageRequest(
-        product_image=_photo(), product_image_mime="image/jpeg", model_type=model_type,  # type: ignore[arg-type]
-        pose=pose, identity_seed=seed, product_name="Red tee",  # type: ignore[arg-type]
+        product_image=_photo(),
+        product_image_mime="image/jpeg",
+        model_type=model_type,  # type: ignore[arg-type]
+        pose=pose,
+        identity_seed=seed,
+        product_name="Red tee",  # type: ignore[arg-type]
     )
 
 
-def _client(base_url: str, *, model: str = "gemini-2.5-flash-image", key: str = KEY, **kw: object) -> GeminiImageGenerator:
+def _client(
+    base_url: str, *, model: str = "gemini-2.5-flash-image", key: str = KEY, **kw: object
+) -> GeminiImageGenerator:
     return GeminiImageGenerator(api_key=SecretStr(key), base_url=base_url, model=model, **kw)  # type: ignore[arg-type]
 
 
@@ -72,7 +78,9 @@ def test_flash_image_both_poses_same_identity(gemini: FakeGemini, url: str) -> N
     for result in (start, end):
         with Image.open(io.BytesIO(result.data)) as img:
             assert img.format == "PNG"
-            assert abs(img.width / img.height - 9 / 16) < 0.01  # 9:16 from settings reached the model
+            assert (
+                abs(img.width / img.height - 9 / 16) < 0.01
+            )  # 9:16 from settings reached the model
         assert result.usage.units == Decimal(1290)
         assert result.usage.unit == "output_token"
         assert result.usage.details["images"] == 1
@@ -97,7 +105,9 @@ def test_identity_is_fixed_per_seed_and_varies_across_jobs() -> None:
     assert "woman" in identity_description("female", 1) and "man" in identity_description("male", 1)
 
 
-def test_gemini3_thought_parts_are_skipped_and_priced_per_image(gemini: FakeGemini, url: str) -> None:
+def test_gemini3_thought_parts_are_skipped_and_priced_per_image(
+    gemini: FakeGemini, url: str
+) -> None:
     client = _client(url, model="gemini-3-pro-image-preview", image_size="2K")
     result = client.generate(_request())
     with Image.open(io.BytesIO(result.data)) as img:
@@ -108,7 +118,9 @@ def test_gemini3_thought_parts_are_skipped_and_priced_per_image(gemini: FakeGemi
     assert gemini.state()["requests"][0]["image_size"] == "2K"
     charge = pricing.charge_for(result.usage, on=dt.date(2026, 6, 1), settings=Settings())
     input_tokens = Decimal(result.usage.details["input_tokens"])  # type: ignore[arg-type]
-    assert charge.amount == (Decimal("0.134") + input_tokens * Decimal("0.000002")).quantize(Decimal("0.000001"))
+    assert charge.amount == (Decimal("0.134") + input_tokens * Decimal("0.000002")).quantize(
+        Decimal("0.000001")
+    )
 
 
 def test_flash_image_is_priced_per_output_token(url: str, gemini: FakeGemini) -> None:
@@ -122,21 +134,50 @@ def test_flash_image_is_priced_per_output_token(url: str, gemini: FakeGemini) ->
 @pytest.mark.parametrize(
     ("kind", "options", "error", "text"),
     [
-        ("prompt_block", {}, PermanentProviderError, "the image model refused this photo: PROHIBITED_CONTENT"),
-        ("image_safety", {}, PermanentProviderError, "the image model refused this photo: IMAGE_SAFETY"),
-        ("image_safety", {"reason": "IMAGE_PROHIBITED_CONTENT"}, PermanentProviderError,
-         "refused this photo: IMAGE_PROHIBITED_CONTENT"),
+        (
+            "prompt_block",
+            {},
+            PermanentProviderError,
+            "the image model refused this photo: PROHIBITED_CONTENT",
+        ),
+        (
+            "image_safety",
+            {},
+            PermanentProviderError,
+            "the image model refused this photo: IMAGE_SAFETY",
+        ),
+        (
+            "image_safety",
+            {"reason": "IMAGE_PROHIBITED_CONTENT"},
+            PermanentProviderError,
+            "refused this photo: IMAGE_PROHIBITED_CONTENT",
+        ),
         ("text_only", {}, PermanentProviderError, "answered with text: I can't create images"),
         ("malformed", {}, TransientProviderError, "unreadable answer"),
         ("bad_image", {}, TransientProviderError, "does not decode"),
-        ("rate_limit", {"retry_delay": "28s"}, TransientProviderError, "rate limited (HTTP 429 RESOURCE_EXHAUSTED)"),
+        (
+            "rate_limit",
+            {"retry_delay": "28s"},
+            TransientProviderError,
+            "rate limited (HTTP 429 RESOURCE_EXHAUSTED)",
+        ),
         ("unavailable", {}, TransientProviderError, "unavailable (HTTP 503 UNAVAILABLE)"),
         ("internal", {}, TransientProviderError, "unavailable (HTTP 500 INTERNAL)"),
-        ("bad_request", {}, PermanentProviderError, "rejected the request (HTTP 400 INVALID_ARGUMENT)"),
+        (
+            "bad_request",
+            {},
+            PermanentProviderError,
+            "rejected the request (HTTP 400 INVALID_ARGUMENT)",
+        ),
     ],
 )
 def test_fault_shapes(
-    gemini: FakeGemini, url: str, kind: str, options: dict[str, object], error: type[Exception], text: str
+    gemini: FakeGemini,
+    url: str,
+    kind: str,
+    options: dict[str, object],
+    error: type[Exception],
+    text: str,
 ) -> None:
     gemini.add_fault(kind, **options)
     with pytest.raises(error) as info:
@@ -169,7 +210,9 @@ def test_bad_key_and_unknown_model_are_permanent(gemini: FakeGemini, url: str) -
     with pytest.raises(PermanentProviderError, match="rejected the API key") as info:
         _client(url, key="wrong-key-value").generate(_request())
     assert "wrong-key-value" not in str(info.value)
-    with pytest.raises(PermanentProviderError, match="'gemini-1.0-imagen' is not available") as info:
+    with pytest.raises(
+        PermanentProviderError, match="'gemini-1.0-imagen' is not available"
+    ) as info:
         _client(url, model="gemini-1.0-imagen").generate(_request())
     assert info.value.status_code == 404
 
@@ -206,41 +249,61 @@ def test_scripted_shapes_from_the_wild(httpserver: HTTPServer) -> None:
     """Shapes the fake does not produce by default: URL-safe data, snake_case, IMAGE_OTHER,
     no candidates, a Retry-After header without RetryInfo."""
     client = _client(httpserver.url_for("/"))
-    httpserver.expect_oneshot_request(PATH, method="POST", headers={"x-goog-api-key": KEY}).respond_with_json({
-        "candidates": [{"content": {"parts": [{"inline_data": {"mime_type": "image/png", "data": _png_b64()}}]},
-                        "finishReason": "STOP"}],
-    })
+    httpserver.expect_oneshot_request(
+        PATH, method="POST", headers={"x-goog-api-key": KEY}
+    ).respond_with_json(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "parts": [{"inline_data": {"mime_type": "image/png", "data": _png_b64()}}]
+                    },
+                    "finishReason": "STOP",
+                }
+            ],
+        }
+    )
     image = client.generate(_request())
     assert Image.open(io.BytesIO(image.data)).size == (9, 16)
     assert image.usage.details.get("usage_assumed") is True  # no usageMetadata: bill 1290 anyway
 
-    httpserver.expect_oneshot_request(PATH).respond_with_json({
-        "candidates": [{"content": {"role": "model"}, "finishReason": "IMAGE_OTHER"}],
-        "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 0},
-    })
+    httpserver.expect_oneshot_request(PATH).respond_with_json(
+        {
+            "candidates": [{"content": {"role": "model"}, "finishReason": "IMAGE_OTHER"}],
+            "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 0},
+        }
+    )
     with pytest.raises(TransientProviderError, match="IMAGE_OTHER") as info:
         client.generate(_request())
     assert info.value.usage is not None
 
-    httpserver.expect_oneshot_request(PATH).respond_with_json({"usageMetadata": {"promptTokenCount": 5}})
+    httpserver.expect_oneshot_request(PATH).respond_with_json(
+        {"usageMetadata": {"promptTokenCount": 5}}
+    )
     with pytest.raises(TransientProviderError, match="no candidates"):
         client.generate(_request())
 
     httpserver.expect_oneshot_request(PATH).respond_with_json(
         {"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}},
-        status=429, headers={"Retry-After": "12"},
+        status=429,
+        headers={"Retry-After": "12"},
     )
     with pytest.raises(TransientProviderError) as info:
         client.generate(_request())
     assert info.value.retry_after_seconds == 12.0
 
-    httpserver.expect_oneshot_request(PATH).respond_with_data("<html>bad gateway</html>", status=502)
+    httpserver.expect_oneshot_request(PATH).respond_with_data(
+        "<html>bad gateway</html>", status=502
+    )
     with pytest.raises(TransientProviderError, match="HTTP 502"):
         client.generate(_request())
     # What we sent: the documented REST form, standard base64, the key only in the header.
     sent = json.loads(httpserver.log[0][0].data)
     assert "inlineData" in sent["contents"][0]["parts"][0]
-    assert base64.b64decode(sent["contents"][0]["parts"][0]["inlineData"]["data"], validate=True) == _photo()
+    assert (
+        base64.b64decode(sent["contents"][0]["parts"][0]["inlineData"]["data"], validate=True)
+        == _photo()
+    )
     assert "key" not in httpserver.log[0][0].args
 
 
@@ -256,14 +319,18 @@ def test_retry_hints_parse() -> None:
 
 
 def test_missing_key_is_a_clear_config_error() -> None:
-    from clients import factory
+    from catwalk.clients import factory
 
     with pytest.raises(ConfigError, match="NANO_BANANA_API_KEY"):
         factory.image_generator(Settings(IMAGE_PROVIDER="nano-banana"))
     with pytest.raises(ConfigError, match="PIKA_LABS_API_KEY"):
         factory.video_generator(Settings(VIDEO_PROVIDER="pika"))
     chosen = factory.image_generator(
-        Settings(IMAGE_PROVIDER="nano-banana", NANO_BANANA_API_KEY="k-1", NANO_BANANA_MODEL="gemini-3-pro-image-preview")
+        Settings(
+            IMAGE_PROVIDER="nano-banana",
+            NANO_BANANA_API_KEY="k-1",
+            NANO_BANANA_MODEL="gemini-3-pro-image-preview",
+        )
     )
     assert isinstance(chosen, GeminiImageGenerator) and chosen.model == "gemini-3-pro-image-preview"
 
@@ -275,7 +342,10 @@ def test_official_sdk_gets_a_usable_image_from_the_fake(gemini: FakeGemini, url:
     client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=url))
     response = client.models.generate_content(
         model="gemini-2.5-flash-image",
-        contents=[types.Part.from_bytes(data=_photo(), mime_type="image/jpeg"), "A man wearing this shirt, start pose."],
+        contents=[
+            types.Part.from_bytes(data=_photo(), mime_type="image/jpeg"),
+            "A man wearing this shirt, start pose.",
+        ],
         config=types.GenerateContentConfig(
             response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="3:4")
         ),
@@ -285,13 +355,17 @@ def test_official_sdk_gets_a_usable_image_from_the_fake(gemini: FakeGemini, url:
     with Image.open(io.BytesIO(images[0])) as img:
         img.load()
         assert img.width * 4 == img.height * 3
-    assert response.usage_metadata is not None and response.usage_metadata.candidates_token_count == 1290
+    assert (
+        response.usage_metadata is not None
+        and response.usage_metadata.candidates_token_count == 1290
+    )
     sent = gemini.state()["requests"][0]
     # The SDK's own dialect reached the fake: v1, camelCase outer / snake_case inner, URL-safe.
     assert sent["version"] == "v1" and sent["spellings"] == ["inlineData.mime_type"]
 
     gemini.add_fault("prompt_block")
     blocked = client.models.generate_content(
-        model="gemini-2.5-flash-image", contents=[types.Part.from_bytes(data=_photo(), mime_type="image/jpeg"), "x"]
+        model="gemini-2.5-flash-image",
+        contents=[types.Part.from_bytes(data=_photo(), mime_type="image/jpeg"), "x"],
     )
     assert blocked.prompt_feedback is not None and blocked.prompt_feedback.block_reason is not None

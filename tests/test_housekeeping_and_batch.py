@@ -5,20 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.db.models import PendingDeletion
+from catwalk.flows.generate_missing_videos import generate_missing_videos
+from catwalk.tasks.batch import find_products_needing_video, start_video_jobs
+from catwalk.tasks.housekeeping import MAX_REATTACH, reconcile_jobs, retry_pending_deletions
 from prefect import flow, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Completed, Crashed, Failed, Running
 
-import catalog
-from db import queries, session_scope
-from db.base import utcnow
-from db.models import PendingDeletion
-from domain import JobStatus
-from errors import LimitExceeded
-from flows.generate_missing_videos import generate_missing_videos
-from submission import submit_job
-from tasks.batch import find_products_needing_video, start_video_jobs
-from tasks.housekeeping import MAX_REATTACH, reconcile_jobs, retry_pending_deletions
+from catwalk import catalog
+from catwalk.domain import JobStatus
+from catwalk.errors import LimitExceeded
+from catwalk.submission import submit_job
 
 
 class RecordingLauncher:
@@ -26,7 +26,14 @@ class RecordingLauncher:
         self.calls: list[dict[str, object]] = []
         self._refuse_after = refuse_after
 
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, object], run_key: str | None = None) -> str:
+    def launch(
+        self,
+        *,
+        job_id: str,
+        product_id: str,
+        options: dict[str, object],
+        run_key: str | None = None,
+    ) -> str:
         if self._refuse_after is not None and len(self.calls) >= self._refuse_after:
             raise LimitExceeded("daily generation limit of 2 reached", retry_after_seconds=3600)
         self.calls.append({"job_id": job_id, "run_key": run_key})
@@ -49,7 +56,9 @@ def _products(settings, *ids: str) -> None:
     photos = catalog.write_demo_photos(settings.catwalk_home / "photos")
     with session_scope() as session:
         for pid in ids:
-            queries.upsert_product(session=session, product_id=pid, name=pid, images=[str(photos["demo-tee"])])
+            queries.upsert_product(
+                session=session, product_id=pid, name=pid, images=[str(photos["demo-tee"])]
+            )
 
 
 def _job_with_run(product_id: str, state) -> tuple[str, str]:
@@ -99,12 +108,17 @@ def test_reconcile_reattaches_relaunches_and_fails(settings, prefect_server) -> 
         assert client.read_flow_run(crashed_run).state.type is StateType.SCHEDULED
         assert client.read_flow_run(healthy_run).state.type is StateType.RUNNING
     assert _job(crashed).status is JobStatus.GENERATING_VIDEO  # same job, same run, resumed later
-    assert _job(failed).status is JobStatus.FAILED and "boom in start-job" in _job(failed).error_message
+    assert (
+        _job(failed).status is JobStatus.FAILED
+        and "boom in start-job" in _job(failed).error_message
+    )
     assert "crashed 4 times" in _job(worn_out).error_message
     assert _job(vanished).flow_run_id not in (None, gone)
     assert _job(unlaunched).flow_run_id is not None
     assert _job(healthy).status is JobStatus.GENERATING_VIDEO
-    assert {c["run_key"] for c in launcher.calls if c["job_id"] == vanished} == {f"job-{vanished}-relaunch-1"}
+    assert {c["run_key"] for c in launcher.calls if c["job_id"] == vanished} == {
+        f"job-{vanished}-relaunch-1"
+    }
 
 
 def test_reconcile_crashes_a_run_silent_past_the_job_timeout(settings, prefect_server) -> None:
@@ -142,9 +156,15 @@ def test_batch_finds_missing_and_stale_videos(settings) -> None:
     _products(settings, "no-video", "stale", "fresh", "busy")
     with session_scope() as session:
         stale = queries.get_product(session=session, product_id="stale")
-        stale.video_key, stale.video_updated_at = "products/stale/v.mp4", utcnow() - dt.timedelta(days=40)
+        stale.video_key, stale.video_updated_at = (
+            "products/stale/v.mp4",
+            utcnow() - dt.timedelta(days=40),
+        )
         fresh = queries.get_product(session=session, product_id="fresh")
-        fresh.video_key, fresh.video_updated_at = "products/fresh/v.mp4", utcnow() - dt.timedelta(days=1)
+        fresh.video_key, fresh.video_updated_at = (
+            "products/fresh/v.mp4",
+            utcnow() - dt.timedelta(days=1),
+        )
     submit_job("busy", {}, launcher=RecordingLauncher())
     found = find_products_needing_video.fn(30)
     assert found == ["no-video", "stale"]
@@ -163,6 +183,8 @@ def test_batch_flow_runs_end_to_end(settings, prefect_server, monkeypatch) -> No
     """The scheduled flow itself, launching through a recording launcher."""
     _products(settings, "x1", "x2")
     launcher = RecordingLauncher()
-    monkeypatch.setattr("deployments.launcher.DeploymentLauncher", lambda _settings: launcher)
+    monkeypatch.setattr(
+        "catwalk.deployments.launcher.DeploymentLauncher", lambda _settings: launcher
+    )
     result = generate_missing_videos(stale_after_days=30)
     assert len(result["started"]) == 2 and len(launcher.calls) == 2

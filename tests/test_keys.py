@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from clients.keys import content_type_for, object_key, product_slug
+from catwalk.clients.keys import content_type_for, object_key, product_slug
 
 VARIANTS = ["video", "poster", "keyframe-start", "keyframe-end"]
 KEY = re.compile(
@@ -21,7 +21,9 @@ MAX_KEY_LENGTH = 150
 
 # Any string at all: every Unicode category, including lone surrogates (JSON can carry
 # them: "\ud800"), control characters, path separators and dots, up to very long.
-product_ids = st.text(alphabet=st.characters(codec=None, categories=None), max_size=2000) | st.sampled_from(
+product_ids = st.text(
+    alphabet=st.characters(codec=None, categories=None), max_size=2000
+) | st.sampled_from(
     ["", ".", "..", "../", "../../etc/passwd", "/", "a/b", "a\\b", "\x00", "CON", "ü" * 3000]
 )
 job_ids = st.uuids().map(lambda u: u.hex)
@@ -31,7 +33,9 @@ job_ids = st.uuids().map(lambda u: u.hex)
 @given(product_id=product_ids, job_id=job_ids, variant=st.sampled_from(VARIANTS))
 @example(product_id="../" * 500, job_id=uuid.uuid4().hex, variant="video")
 @example(product_id="\ud800/..", job_id=uuid.uuid4().hex, variant="poster")
-def test_any_product_id_gives_a_safe_bounded_key(product_id: str, job_id: str, variant: str) -> None:
+def test_any_product_id_gives_a_safe_bounded_key(
+    product_id: str, job_id: str, variant: str
+) -> None:
     key = object_key(product_id, job_id, variant)
     assert KEY.fullmatch(key), key
     assert key.isascii() and len(key) <= MAX_KEY_LENGTH

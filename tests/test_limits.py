@@ -9,15 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from catwalk.db import limits, queries, session_scope
+from catwalk.db.models import JobEvent, LedgerEntry, UsageDay, VideoJob
 from sqlalchemy import func, select
 
-import config
-from catalog import write_demo_photos
-from db import limits, queries, session_scope
-from db.models import JobEvent, LedgerEntry, UsageDay, VideoJob
-from domain import JobStatus, Usage
-from errors import LimitExceeded
-from submission import submit_job
+from catwalk import config
+from catwalk.catalog import write_demo_photos
+from catwalk.domain import JobStatus, Usage
+from catwalk.errors import LimitExceeded
+from catwalk.submission import submit_job
 from tests.conftest import reset_settings
 
 PRICES = """
@@ -62,7 +62,9 @@ def _usage(settings: config.Settings) -> UsageDay:
         return row
 
 
-def _parallel_submit(settings: config.Settings, product_ids: list[str]) -> tuple[list[str], list[LimitExceeded]]:
+def _parallel_submit(
+    settings: config.Settings, product_ids: list[str]
+) -> tuple[list[str], list[LimitExceeded]]:
     launcher = NoLaunch()
     accepted: list[str] = []
     refused: list[LimitExceeded] = []
@@ -120,7 +122,10 @@ def test_parallel_submissions_respect_the_daily_budget(
     prices.write_text(PRICES)
     # Offline job at $0.05 per unit: 2 images + 2 s of video = $0.20 estimated.
     settings = reset_settings(
-        monkeypatch, CATWALK_PRICES_FILE=str(prices), DAILY_BUDGET="1.00", DAILY_GENERATION_LIMIT="100"
+        monkeypatch,
+        CATWALK_PRICES_FILE=str(prices),
+        DAILY_BUDGET="1.00",
+        DAILY_GENERATION_LIMIT="100",
     )
     ids = _products(settings, 20)
 
@@ -130,7 +135,9 @@ def test_parallel_submissions_respect_the_daily_budget(
     usage = _usage(settings)
     assert usage.generations == 5
     assert usage.reserved_cost == Decimal("1.00")
-    assert refused and str(refused[0]).startswith("daily budget of $1.00 reached ($1.00 spent or reserved")
+    assert refused and str(refused[0]).startswith(
+        "daily budget of $1.00 reached ($1.00 spent or reserved"
+    )
     assert "a video needs about $0.20" in str(refused[0])
 
 
@@ -164,7 +171,9 @@ def test_the_limit_day_and_reset_follow_the_configured_time_zone(
     now = dt.datetime(2026, 11, 26, 20, 0, tzinfo=dt.UTC)
     assert limits.limits_day(settings, now) == dt.date(2026, 11, 27)
     with pytest.raises(LimitExceeded) as refused, session_scope(settings) as session:
-        limits.reserve_generation(session=session, settings=settings, estimated_cost=Decimal(0), now=now)
+        limits.reserve_generation(
+            session=session, settings=settings, estimated_cost=Decimal(0), now=now
+        )
     assert str(refused.value) == "daily limit of 0 videos reached; resets at 00:00 Asia/Tokyo"
     assert refused.value.retry_after_seconds == 19 * 3600
 
@@ -178,11 +187,17 @@ def test_reconcile_swaps_the_estimate_for_the_ledger_cost_once(
     (pid,) = _products(settings, 1)
     sub = submit_job(pid, {}, settings=settings, launcher=NoLaunch())
     assert _usage(settings).reserved_cost == Decimal("0.20")
-    usage = Usage("pika", "offline", "animate", "offline-xfade", Decimal(7), "second", resolution="720p")
+    usage = Usage(
+        "pika", "offline", "animate", "offline-xfade", Decimal(7), "second", resolution="720p"
+    )
     with session_scope(settings) as session:
         queries.record_usage(
-            session=session, job_id=sub.job_id, usage=usage, unit_price=Decimal("0.05"),
-            amount=Decimal("0.35"), price_date=dt.date(2026, 1, 1),
+            session=session,
+            job_id=sub.job_id,
+            usage=usage,
+            unit_price=Decimal("0.05"),
+            amount=Decimal("0.35"),
+            price_date=dt.date(2026, 1, 1),
         )
         job = queries.get_job(session=session, job_id=sub.job_id)
         assert job is not None

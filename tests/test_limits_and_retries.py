@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
+from catwalk.tasks._policy import retry_policy, retry_transient_only
 from prefect import get_client, task
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from clients.limits import VIDEO_LIMIT, WAITING, provider_slot, shared_limits_enabled
-from errors import PermanentProviderError, TransientProviderError
-from tasks._policy import retry_policy, retry_transient_only
+from catwalk.clients.limits import VIDEO_LIMIT, WAITING, provider_slot, shared_limits_enabled
+from catwalk.errors import PermanentProviderError, TransientProviderError
 from tests.conftest import reset_settings
 
 
@@ -70,8 +70,8 @@ def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     script = (
-        "import json, sys, time; sys.path.insert(0, '.')\n"
-        "from clients.limits import provider_slot\n"
+        "import json, sys, time\n"
+        "from catwalk.clients.limits import provider_slot\n"
         "reasons, outcome = [], 'ran'\n"
         "try:\n"
         "    with provider_slot('image', on_wait=reasons.append, deadline=time.monotonic() + 1.5):\n"
@@ -84,7 +84,10 @@ def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None
         [sys.executable, "-c", script],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "PREFECT_API_URL": dead},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "deadline" in result["outcome"]  # gave up, never ran the call
@@ -125,7 +128,7 @@ def test_prefect_retries_transient_errors_with_a_jittered_delay_list(prefect_ser
 def test_fault_plan_rates_are_probabilities() -> None:
     import random
 
-    from clients.offline import FaultPlan
+    from catwalk.clients.offline import FaultPlan
 
     plan = FaultPlan("images:transient:30%", rng=random.Random(7))
     failures = 0
@@ -139,14 +142,19 @@ def test_fault_plan_rates_are_probabilities() -> None:
 
 
 def test_offline_video_cancels_its_request_at_the_deadline(tmp_path) -> None:
-    from clients.offline import OfflineVideoGenerator
-    from domain import VideoRequest
+    from catwalk.clients.offline import OfflineVideoGenerator
+    from catwalk.domain import VideoRequest
 
     generator = OfflineVideoGenerator(width=96, latency_seconds=5)
     request = VideoRequest(
-        start_image=b"", end_image=b"", mime_type="image/png", style="smooth", duration_seconds=1, resolution="720p"
+        start_image=b"",
+        end_image=b"",
+        mime_type="image/png",
+        style="smooth",
+        duration_seconds=1,
+        resolution="720p",
     )
-    from errors import JobTimedOut
+    from catwalk.errors import JobTimedOut
 
     with pytest.raises(JobTimedOut, match="not ready within the job's time limit"):
         generator.animate(request, work_dir=tmp_path, deadline=time.monotonic() + 0.5)

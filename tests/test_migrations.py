@@ -5,10 +5,9 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from catwalk.db.models import Base
+from catwalk.db.session import alembic_config, dispose_engines, get_engine
 from sqlalchemy import create_engine, inspect
-
-from db.models import Base
-from db.session import alembic_config, dispose_engines, get_engine
 
 
 def test_migrations_match_the_models_and_downgrade_cleanly(settings) -> None:
@@ -24,6 +23,8 @@ def test_migrations_match_the_models_and_downgrade_cleanly(settings) -> None:
         command.downgrade(alembic_config(url), "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         command.upgrade(alembic_config(url), "head")
-        assert {t.name for t in Base.metadata.sorted_tables} <= set(inspect(engine).get_table_names())
+        assert {t.name for t in Base.metadata.sorted_tables} <= set(
+            inspect(engine).get_table_names()
+        )
     finally:
         engine.dispose()

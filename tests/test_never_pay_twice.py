@@ -12,17 +12,17 @@ import sys
 import threading
 from pathlib import Path
 
+from catwalk.db import queries, session_scope
+from catwalk.db.models import LedgerEntry
+from catwalk.flows.generate_product_video import generate_product_video
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 
-import catalog
-from clients import factory
-from db import queries, session_scope
-from db.models import LedgerEntry
-from domain import JobStatus
-from errors import TransientProviderError
-from flows.generate_product_video import generate_product_video
-from submission import submit_job
+from catwalk import catalog
+from catwalk.clients import factory
+from catwalk.domain import JobStatus
+from catwalk.errors import TransientProviderError
+from catwalk.submission import submit_job
 from tests.counting import CountingImages, CountingVideo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +42,21 @@ class NoLaunch:
 def _product(settings, product_id: str = "tee") -> str:
     photos = catalog.write_demo_photos(settings.catwalk_home / "photos")
     with session_scope() as session:
-        queries.upsert_product(session=session, product_id=product_id, name=product_id, images=[str(photos["demo-tee"])])
+        queries.upsert_product(
+            session=session,
+            product_id=product_id,
+            name=product_id,
+            images=[str(photos["demo-tee"])],
+        )
     return product_id
 
 
 def _paid(job_id: str) -> dict[str, int]:
     with session_scope() as session:
         rows = session.execute(
-            select(LedgerEntry.service, func.count()).where(
-                LedgerEntry.job_id == job_id, LedgerEntry.succeeded.is_(True)
-            ).group_by(LedgerEntry.service)
+            select(LedgerEntry.service, func.count())
+            .where(LedgerEntry.job_id == job_id, LedgerEntry.succeeded.is_(True))
+            .group_by(LedgerEntry.service)
         ).all()
     return {service: count for service, count in rows}
 
@@ -92,10 +97,10 @@ def test_rerun_after_worker_died_reuses_keyframes_and_request(settings, prefect_
     pid = _product(settings)
     job_id = submit_job(pid, {}, launcher=NoLaunch()).job_id
     script = (
-        "import sys; sys.path.insert(0, '.');"
-        "from clients import factory;"
+        "import sys;"
+        "from catwalk.clients import factory;"
         "from tests.counting import CountingImages, CountingVideo, kill_this_process;"
-        "from flows.generate_product_video import generate_product_video;"
+        "from catwalk.flows.generate_product_video import generate_product_video;"
         "factory._overrides.update(image=CountingImages(), video=CountingVideo(after_submit=[kill_this_process]));"
         f"generate_product_video({pid!r}, None, {job_id!r})"
     )
@@ -105,7 +110,14 @@ def test_rerun_after_worker_died_reuses_keyframes_and_request(settings, prefect_
         "DATABASE_URL": settings.effective_database_url,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
     }
-    died = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    died = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert died.returncode == -9, died.stderr[-2000:]
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
@@ -154,7 +166,7 @@ def test_second_generate_returns_the_job_in_flight_under_concurrency(settings) -
 
 
 def test_permanent_failure_is_not_retried_and_stays_its_own(settings, prefect_server) -> None:
-    from errors import PermanentProviderError
+    from catwalk.errors import PermanentProviderError
 
     first, second = _product(settings, "a"), _product(settings, "b")
     launcher = NoLaunch()

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from catwalk.db import queries, session_scope
 
-from cli.demo import seed_demo_catalog
-from clients import factory
-from clients.media import probe_video
-from clients.storage import LocalBlobStore
-from db import queries, session_scope
-from domain import JobStatus
-from errors import TransientStorageError
+from catwalk.cli.demo import seed_demo_catalog
+from catwalk.clients import factory
+from catwalk.clients.media import probe_video
+from catwalk.clients.storage import LocalBlobStore
+from catwalk.domain import JobStatus
+from catwalk.errors import TransientStorageError
 from tests.conftest import reset_settings
 from tests.helpers import atom_offsets, frames, load_job, run_job_inline
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def _product_files(settings, product_id: str) -> list[Path]:
-    from clients.keys import product_slug
+    from catwalk.clients.keys import product_slug
 
     folder = settings.media_dir / "products" / product_slug(product_id)
     return sorted(p for p in folder.rglob("*") if p.is_file())
@@ -153,8 +153,8 @@ def test_a_retry_reuses_paid_keyframes(settings, monkeypatch) -> None:
 
 
 def test_a_product_without_image_fails_with_a_clear_reason(settings) -> None:
-    from errors import ProductImageError
-    from submission import submit_job
+    from catwalk.errors import ProductImageError
+    from catwalk.submission import submit_job
     from tests.helpers import RecordingLauncher
 
     with session_scope() as session:
@@ -172,7 +172,9 @@ def test_a_broken_image_url_fails_the_job_after_submission(settings, tmp_path) -
         )
     job = run_job_inline("gone")
     assert job.status is JobStatus.FAILED
-    assert job.error_message.startswith("generating keyframes: cannot fetch image http://127.0.0.1:9")
+    assert job.error_message.startswith(
+        "generating keyframes: cannot fetch image http://127.0.0.1:9"
+    )
     assert load_job(job.id).total_cost == Decimal(0)
 
 
@@ -182,33 +184,42 @@ def test_a_job_past_its_time_limit_fails_with_a_clear_reason(settings, monkeypat
     job = run_job_inline("demo-tee")
 
     assert job.status is JobStatus.FAILED
-    assert job.error_message == "rendering video: the video was not ready within the job's time limit"
+    assert (
+        job.error_message == "rendering video: the video was not ready within the job's time limit"
+    )
     assert job.retry_count == 0, "a timed-out job is not retried past its limit"
     assert job.completed_at is not None
     assert (job.completed_at - job.started_at).total_seconds() < 20
 
 
 class _BrokenLauncher:
-    def launch(self, *, job_id: str, product_id: str, options: dict, run_key: str | None = None) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict, run_key: str | None = None
+    ) -> str | None:
         raise OSError("cannot start the interpreter")
 
 
 def test_a_job_that_cannot_be_started_fails_instead_of_waiting_forever(settings) -> None:
-    from errors import LaunchError
-    from submission import submit_job
+    from catwalk.errors import LaunchError
+    from catwalk.submission import submit_job
     from tests.helpers import RecordingLauncher
 
     seed_demo_catalog()
-    with pytest.raises(LaunchError, match="could not be started: internal error \\(OSError\\): cannot start") as raised:
+    with pytest.raises(
+        LaunchError, match="could not be started: internal error \\(OSError\\): cannot start"
+    ) as raised:
         submit_job("demo-tee", {}, launcher=_BrokenLauncher())
     stranded = load_job(raised.value.job_id)
     assert stranded.status is JobStatus.FAILED
-    assert stranded.error_message == "could not start the job: internal error (OSError): cannot start the interpreter"
+    assert (
+        stranded.error_message
+        == "could not start the job: internal error (OSError): cannot start the interpreter"
+    )
 
     # The product is free again: the next submission records and launches a new job.
     again = submit_job("demo-tee", {}, launcher=RecordingLauncher())
     assert again.created and again.job_id != stranded.id
     with session_scope() as session:
-        from db.models import UsageDay
+        from catwalk.db.models import UsageDay
 
         assert sum(day.generations for day in session.query(UsageDay).all()) == 1

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.models import LedgerEntry
 from PIL import Image
 
-from config import Settings
-from db import queries, session_scope
-from db.models import LedgerEntry
-from domain import JobStatus
-from fakes import FakeFal, FakeGemini, serve_in_thread
-from submission import submit_job
+from catwalk.config import Settings
+from catwalk.domain import JobStatus
+from catwalk.fakes import FakeFal, FakeGemini, serve_in_thread
+from catwalk.submission import submit_job
 from tests.conftest import reset_settings
 
 GEMINI_KEY = "AIzaSy-flow-secret-0f3c9a"
@@ -42,7 +42,9 @@ def servers() -> Iterator[tuple[FakeGemini, FakeFal, str, str]]:
 
 @pytest.fixture
 def providers(
-    settings: Settings, servers: tuple[FakeGemini, FakeFal, str, str], monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    servers: tuple[FakeGemini, FakeFal, str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[FakeGemini, FakeFal]]:
     gemini, fal, gemini_url, fal_url = servers
     gemini.reset()
@@ -64,14 +66,18 @@ def _product(tmp_path: Path) -> str:
     photo = tmp_path / "tee.jpg"
     Image.new("RGB", (120, 160), (30, 120, 200)).save(photo, format="JPEG")
     with session_scope() as session:
-        queries.upsert_product(session=session, product_id="tee-1", name="Blue tee", images=[str(photo)])
+        queries.upsert_product(
+            session=session, product_id="tee-1", name="Blue tee", images=[str(photo)]
+        )
     return "tee-1"
 
 
 def _run(product_id: str) -> str:
-    from flows.generate_product_video import generate_product_video
+    from catwalk.flows.generate_product_video import generate_product_video
 
-    job_id = submit_job(product_id, {"modelType": "male", "videoStyle": "dynamic"}, launcher=_NoLaunch()).job_id
+    job_id = submit_job(
+        product_id, {"modelType": "male", "videoStyle": "dynamic"}, launcher=_NoLaunch()
+    ).job_id
     generate_product_video(product_id, None, job_id, return_state=True)
     return job_id
 
@@ -84,12 +90,14 @@ def _ledger(job_id: str) -> list[LedgerEntry]:
 
 
 def _image_amount(input_tokens: int) -> Decimal:
-    return (Decimal(1290) * Decimal("0.00003") + Decimal(input_tokens) * Decimal("0.0000003")).quantize(
-        Decimal("0.000001")
-    )
+    return (
+        Decimal(1290) * Decimal("0.00003") + Decimal(input_tokens) * Decimal("0.0000003")
+    ).quantize(Decimal("0.000001"))
 
 
-def test_full_flow_records_costs(prefect_server: None, providers: tuple[FakeGemini, FakeFal], tmp_path: Path) -> None:
+def test_full_flow_records_costs(
+    prefect_server: None, providers: tuple[FakeGemini, FakeFal], tmp_path: Path
+) -> None:
     gemini, fal = providers
     job_id = _run(_product(tmp_path))
     with session_scope() as session:
@@ -108,9 +116,15 @@ def test_full_flow_records_costs(prefect_server: None, providers: tuple[FakeGemi
     prompts = [r["prompt"] for r in gemini.state()["requests"]]
     expected_images = [_image_amount(258 + len(p) // 4) for p in prompts]
     assert sorted(r.amount for r in images) == sorted(expected_images)
-    assert {r.model for r in images} == {"gemini-2.5-flash-image"} and images[0].unit == "output_token"
+    assert {r.model for r in images} == {"gemini-2.5-flash-image"} and images[
+        0
+    ].unit == "output_token"
     # 2 s of 720p video, billed at fal's 5 s minimum: 5 x $0.04.
-    assert videos[0].amount == Decimal("0.20") and videos[0].units == 2 and videos[0].resolution == "720p"
+    assert (
+        videos[0].amount == Decimal("0.20")
+        and videos[0].units == 2
+        and videos[0].resolution == "720p"
+    )
     assert videos[0].provider_request_id == job.video_request_id
     assert totals == (sum(expected_images), Decimal("0.20"), sum(expected_images) + Decimal("0.20"))
     assert fal.state()["submit"] == 1 and gemini.state()["calls"] == 2
@@ -129,7 +143,11 @@ def test_transient_errors_are_retried_then_succeed(
         assert job is not None
         assert job.status is JobStatus.COMPLETED, job.error_message
         assert job.retry_count >= 3
-        failures = [e.message for e in queries.events_for_job(session=session, job_id=job_id) if e.kind == "failed"]
+        failures = [
+            e.message
+            for e in queries.events_for_job(session=session, job_id=job_id)
+            if e.kind == "failed"
+        ]
     assert any("rate limited" in m for m in failures) and any("HTTP 503" in m for m in failures)
     assert gemini.state()["calls"] == 4  # two refused, two images
     assert fal.state()["submit"] == 1  # the status failure was retried by re-attaching
@@ -180,7 +198,9 @@ def _prefect_logs(flow_run_id: str) -> list[str]:
 
     APILogHandler().flush()  # send what is still batched
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
     return [log.message for log in logs]
 
 
@@ -198,8 +218,18 @@ def test_api_keys_never_leak(
     fal.add_fault("content_policy")
     # Everything at DEBUG: our clients, httpx/httpcore, Prefect; client logs also to the API.
     api_handler = APILogHandler()
-    clients_logger = logging.getLogger("clients")
-    touched = {name: logging.getLogger(name).level for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "clients", "httpx", "httpcore")}
+    clients_logger = logging.getLogger("catwalk")
+    touched = {
+        name: logging.getLogger(name).level
+        for name in (
+            "prefect",
+            "prefect.flow_runs",
+            "prefect.task_runs",
+            "clients",
+            "httpx",
+            "httpcore",
+        )
+    }
     # Prefect's first logging setup replaces the root handlers (caplog's too): run it now,
     # then put caplog's handler back, so later setups are incremental and keep it.
     from prefect.logging.configuration import setup_logging
@@ -224,7 +254,10 @@ def test_api_keys_never_leak(
         assert job is not None and job.status is JobStatus.FAILED and job.flow_run_id
         texts = [job.error_message or "", str(job.video_request_urls), job.current_step]
         texts += [e.message for e in queries.events_for_job(session=session, job_id=job_id)]
-        texts += [f"{r.note} {r.provider_request_id}" for r in queries.ledger_for_job(session=session, job_id=job_id)]
+        texts += [
+            f"{r.note} {r.provider_request_id}"
+            for r in queries.ledger_for_job(session=session, job_id=job_id)
+        ]
         flow_run_id = job.flow_run_id
     prefect_logs = _prefect_logs(flow_run_id)
     captured = caplog.text + "\n".join(r.getMessage() + str(r.args) for r in caplog.records)

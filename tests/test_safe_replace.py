@@ -12,16 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.models import PendingDeletion, VideoJob
+from catwalk.tasks import publish as publish_task
+from catwalk.tasks.publish import delete_pending
 
-import tasks.publish
-from cli.demo import seed_demo_catalog
-from clients import factory
-from clients.storage import S3BlobStore
-from db import queries, session_scope
-from db.models import PendingDeletion, VideoJob
-from domain import JobStatus
-from errors import StorageError, TransientStorageError
-from tasks.publish import delete_pending
+from catwalk.cli.demo import seed_demo_catalog
+from catwalk.clients import factory
+from catwalk.clients.storage import S3BlobStore
+from catwalk.domain import JobStatus
+from catwalk.errors import StorageError, TransientStorageError
 from tests.helpers import run_job_inline
 from tests.storage_checks import (
     assert_no_referenced_file_missing,
@@ -35,7 +35,7 @@ PRODUCT = "demo-tee"
 
 
 def _store(cls: type[S3BlobStore] = S3BlobStore) -> S3BlobStore:
-    from config import get_settings
+    from catwalk.config import get_settings
 
     return cls.from_settings(get_settings())
 
@@ -196,9 +196,11 @@ def test_a_failed_delete_is_recorded_and_retried_later(published) -> None:
 # 6. The process dies right after the switch committed -----------------------------------------
 
 
-def test_a_crash_between_switch_and_delete_leaves_the_deletes_queued(published, monkeypatch) -> None:
+def test_a_crash_between_switch_and_delete_leaves_the_deletes_queued(
+    published, monkeypatch
+) -> None:
     # As if the worker died the moment the transaction committed: no delete ran at all.
-    monkeypatch.setattr(tasks.publish, "delete_pending", lambda **_: (0, 0))
+    monkeypatch.setattr(publish_task, "delete_pending", lambda **_: (0, 0))
     job = run_job_inline(PRODUCT)
     assert job.status is JobStatus.COMPLETED
     assert {(key, attempts) for key, attempts, _ in open_deletions()} == {

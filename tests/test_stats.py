@@ -7,31 +7,56 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.models import VideoJob
+from catwalk.db.stats import compute_stats
 
-import config
-from db import queries, session_scope
-from db.models import VideoJob
-from db.stats import compute_stats
-from domain import JobOptions, JobStatus, Usage
+from catwalk import config
+from catwalk.domain import JobOptions, JobStatus, Usage
 from tests.conftest import reset_settings
 
 UTC = dt.UTC
 
 
 def _job(session, product_id: str, status: JobStatus, created: dt.datetime) -> str:  # type: ignore[no-untyped-def]
-    queries.upsert_product(session=session, product_id=product_id, name=product_id, images=["x.jpg"])
+    queries.upsert_product(
+        session=session, product_id=product_id, name=product_id, images=["x.jpg"]
+    )
     job, _ = queries.create_job(session=session, product_id=product_id, options=JobOptions())
     job.status = status
     job.created_at = created
     return job.id
 
 
-def _row(session, job_id: str | None, service: str, amount: str, at: dt.datetime, *, ok: bool = True,  # type: ignore[no-untyped-def]
-         model: str = "m", resolution: str | None = None) -> None:
-    usage = Usage(service, "fal" if service == "pika" else "gemini", "op", model, Decimal(1), "unit", resolution=resolution)
+def _row(
+    session,
+    job_id: str | None,
+    service: str,
+    amount: str,
+    at: dt.datetime,
+    *,
+    ok: bool = True,  # type: ignore[no-untyped-def]
+    model: str = "m",
+    resolution: str | None = None,
+) -> None:
+    usage = Usage(
+        service,
+        "fal" if service == "pika" else "gemini",
+        "op",
+        model,
+        Decimal(1),
+        "unit",
+        resolution=resolution,
+    )
     queries.record_usage(
-        session=session, job_id=job_id, usage=usage, unit_price=Decimal(amount),
-        amount=Decimal(amount), price_date=dt.date(2026, 3, 1), succeeded=ok, at=at,
+        session=session,
+        job_id=job_id,
+        usage=usage,
+        unit_price=Decimal(amount),
+        amount=Decimal(amount),
+        price_date=dt.date(2026, 3, 1),
+        succeeded=ok,
+        at=at,
     )
 
 
@@ -48,7 +73,9 @@ def seeded(settings: config.Settings) -> config.Settings:
         _row(session, done, "pika", "0.200", d1, model="pikaframes", resolution="720p")
         failed = _job(session, "b", JobStatus.FAILED, d2)
         _row(session, failed, "nano_banana", "0.134", d2, model="gemini-3-pro-image-preview")
-        _row(session, failed, "pika", "0.300", late, ok=False, model="pikaframes", resolution="1080p")
+        _row(
+            session, failed, "pika", "0.300", late, ok=False, model="pikaframes", resolution="1080p"
+        )
         queries.refresh_job_costs(session=session, job_id=failed)
         session.flush()
         _job(session, "c", JobStatus.COMPLETED, d2)
@@ -62,7 +89,10 @@ def test_the_original_contract_and_the_extra_figures(seeded: config.Settings) ->
     assert stats["completedJobs"] == 2
     assert stats["failedJobs"] == 1
     assert stats["totalCost"] == pytest.approx(0.762)
-    assert stats["costByService"] == {"nanoBanana": pytest.approx(0.212), "pikaLabs": pytest.approx(0.55)}
+    assert stats["costByService"] == {
+        "nanoBanana": pytest.approx(0.212),
+        "pikaLabs": pytest.approx(0.55),
+    }
     assert stats["costByDate"] == [
         {"date": "2026-11-20", "cost": pytest.approx(0.328)},
         {"date": "2026-11-21", "cost": 0.0},
@@ -73,7 +103,13 @@ def test_the_original_contract_and_the_extra_figures(seeded: config.Settings) ->
     assert stats["costPerDeliveredVideo"] == pytest.approx(0.381)
     assert stats["calls"] == 6 and stats["failedCalls"] == 2
     top = stats["spendByModel"][0]
-    assert top == {"service": "pika", "provider": "fal", "model": "pikaframes", "cost": pytest.approx(0.55), "calls": 3}
+    assert top == {
+        "service": "pika",
+        "provider": "fal",
+        "model": "pikaframes",
+        "cost": pytest.approx(0.55),
+        "calls": 3,
+    }
     by_res = {(r["service"], r["resolution"]): r["cost"] for r in stats["spendByResolution"]}
     assert by_res == {
         ("pika", "1080p"): pytest.approx(0.3),
@@ -84,11 +120,16 @@ def test_the_original_contract_and_the_extra_figures(seeded: config.Settings) ->
     assert stats["today"]["generationLimit"] == 100
 
 
-def test_a_date_range_in_the_limits_time_zone(seeded: config.Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_date_range_in_the_limits_time_zone(
+    seeded: config.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = reset_settings(monkeypatch, LIMITS_TIMEZONE="Europe/Paris")
     with session_scope(settings) as session:
         stats = compute_stats(
-            session=session, settings=settings, date_from=dt.date(2026, 11, 21), date_to=dt.date(2026, 11, 23)
+            session=session,
+            settings=settings,
+            date_from=dt.date(2026, 11, 21),
+            date_to=dt.date(2026, 11, 23),
         )
     # 23:30 UTC on Nov 22 is Nov 23 in Paris.
     assert stats["costByDate"] == [
@@ -112,15 +153,18 @@ def test_an_empty_database_gives_zeros(settings: config.Settings) -> None:
 
 
 def test_the_hourly_rollup_agrees_with_the_ledger(seeded: config.Settings) -> None:
+    from catwalk.db.models import LedgerEntry, LedgerHour
+    from catwalk.db.stats import rebuild_hourly_rollup
     from sqlalchemy import func, select
-
-    from db.models import LedgerEntry, LedgerHour
-    from db.stats import rebuild_hourly_rollup
 
     with session_scope(seeded) as session:
         before = compute_stats(session=session, settings=seeded)
-        kept = session.execute(select(func.sum(LedgerHour.amount), func.sum(LedgerHour.calls))).one()
-        truth = session.execute(select(func.sum(LedgerEntry.amount), func.count(LedgerEntry.id))).one()
+        kept = session.execute(
+            select(func.sum(LedgerHour.amount), func.sum(LedgerHour.calls))
+        ).one()
+        truth = session.execute(
+            select(func.sum(LedgerEntry.amount), func.count(LedgerEntry.id))
+        ).one()
         assert kept == truth
         assert rebuild_hourly_rollup(session=session) == 5  # 6 calls, two in one hour and kind
     with session_scope(seeded) as session:
@@ -145,7 +189,10 @@ def test_a_half_hour_time_zone_is_exact_at_every_midnight(
     with session_scope(settings) as session:
         everything = compute_stats(session=session, settings=settings)
         one_day = compute_stats(
-            session=session, settings=settings, date_from=dt.date(2026, 11, 23), date_to=dt.date(2026, 11, 23)
+            session=session,
+            settings=settings,
+            date_from=dt.date(2026, 11, 23),
+            date_to=dt.date(2026, 11, 23),
         )
     assert everything["costByDate"] == [
         {"date": "2026-11-22", "cost": pytest.approx(0.1)},
@@ -162,9 +209,11 @@ def test_catwalk_stats_prints_the_contract_as_json(seeded: config.Settings) -> N
 
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from catwalk.cli.app import app
 
-    result = CliRunner().invoke(app, ["stats", "--from", "2026-11-20", "--to", "2026-11-22", "--json"])
+    result = CliRunner().invoke(
+        app, ["stats", "--from", "2026-11-20", "--to", "2026-11-22", "--json"]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["totalJobs"] == 3 and payload["totalCost"] == pytest.approx(0.762)
@@ -180,7 +229,10 @@ def test_catwalk_stats_refuses_a_bad_date_in_one_line(seeded: config.Settings) -
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "stats", "--from", "2026-02-30"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "catwalk.cli", "stats", "--from", "2026-02-30"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "error: --from must be a date like 2026-11-26, not '2026-02-30'"

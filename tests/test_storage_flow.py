@@ -15,13 +15,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from catwalk.db import queries, session_scope
 
-from cli.demo import seed_demo_catalog
-from clients import factory
-from clients.media import probe_video
-from clients.storage import CACHE_CONTROL, LocalBlobStore, S3BlobStore
-from db import queries, session_scope
-from domain import JobStatus
+from catwalk.cli.demo import seed_demo_catalog
+from catwalk.clients import factory
+from catwalk.clients.media import probe_video
+from catwalk.clients.storage import CACHE_CONTROL, LocalBlobStore, S3BlobStore
+from catwalk.domain import JobStatus
 from tests.conftest import reset_settings
 from tests.disk import fill, tiny_disk
 from tests.helpers import frames, run_job_inline
@@ -98,7 +98,7 @@ def test_signed_urls_are_handed_out_and_the_database_keeps_keys(
 
     # The CLI, a real process, hands out a presigned URL with the configured lifetime.
     status = subprocess.run(
-        [sys.executable, "-m", "cli", "status", job.id, "--json"],
+        [sys.executable, "-m", "catwalk.cli", "status", job.id, "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -166,7 +166,9 @@ def test_a_storage_failure_fails_the_job_clearly_and_keeps_the_video(
     good = run_job_inline("demo-hoodie")
     assert good.status is JobStatus.COMPLETED
 
-    auth_server = request.getfixturevalue("moto_s3_with_auth") if kind == "bad-credentials" else None
+    auth_server = (
+        request.getfixturevalue("moto_s3_with_auth") if kind == "bad-credentials" else None
+    )
     message, retries = _break(kind, monkeypatch, auth_server)
     bad = run_job_inline("demo-hoodie")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.keys import object_key
-from clients.storage import LocalBlobStore
-from errors import StorageError
+from catwalk.clients.keys import object_key
+from catwalk.clients.storage import LocalBlobStore
+from catwalk.errors import StorageError
 from tests.disk import fill, tiny_disk
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -73,7 +73,9 @@ def test_a_full_disk_is_named_and_leaves_nothing_half_written(tmp_path) -> None:
         # Even a small write fails plainly once the disk is full to the last block.
         fill(media)
         with pytest.raises(StorageError, match="^local disk is full: cannot store "):
-            store.put_bytes(object_key("linen-shirt", JOB, "keyframe-start"), b"x" * 8192, "image/png")
+            store.put_bytes(
+                object_key("linen-shirt", JOB, "keyframe-start"), b"x" * 8192, "image/png"
+            )
 
 
 def test_an_unreadable_source_is_named(tmp_path) -> None:

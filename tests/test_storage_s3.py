@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 import httpx
 import pytest
 
-from clients.keys import object_key
-from clients.storage import CACHE_CONTROL, S3BlobStore
-from config import Settings
-from errors import ConfigError, StorageError, TransientStorageError
+from catwalk.clients.keys import object_key
+from catwalk.clients.storage import CACHE_CONTROL, S3BlobStore
+from catwalk.config import Settings
+from catwalk.errors import ConfigError, StorageError, TransientStorageError
 from tests.moto_server import ACCESS_KEY, BUCKET, SECRET_KEY, MotoServer, free_port, make_store
 
 MiB = 1024 * 1024
@@ -68,7 +68,9 @@ def test_a_video_upload_sets_type_and_cache_headers_and_is_verified(s3_store, tm
     assert response.content == source.read_bytes()
 
 
-@pytest.mark.parametrize(("variant", "mime"), [("poster", "image/jpeg"), ("keyframe-start", "image/png")])
+@pytest.mark.parametrize(
+    ("variant", "mime"), [("poster", "image/jpeg"), ("keyframe-start", "image/png")]
+)
 def test_image_bytes_keep_their_content_type(s3_store, variant: str, mime: str) -> None:
     key = object_key("linen-shirt", JOB, variant)
     stored = s3_store.put_bytes(key, b"\x89PNG fake but opaque bytes", mime)
@@ -189,7 +191,9 @@ def _sigv4_signature(url: str, secret: str) -> str:
 
 
 @pytest.mark.parametrize("ttl", [60, 3600, 7 * 24 * 3600])
-def test_signed_urls_carry_the_configured_lifetime_and_a_valid_signature(moto_s3, s3_store, ttl) -> None:
+def test_signed_urls_carry_the_configured_lifetime_and_a_valid_signature(
+    moto_s3, s3_store, ttl
+) -> None:
     key = object_key("Kleid für Größe M", JOB, "video")
     s3_store.put_bytes(key, b"mp4 bytes", "video/mp4")
     signing = make_store(moto_s3.endpoint, signed_urls=True, signed_url_ttl_seconds=ttl)
@@ -225,7 +229,9 @@ def test_unsigned_urls_are_the_public_base_then_the_endpoint_then_aws(moto_s3) -
     aws = make_store(None, region="eu-west-1")
     assert aws.url(key) == f"https://{BUCKET}.s3.eu-west-1.amazonaws.com/{key}"
     # Signed or not, the lasting address never carries a signature.
-    signed = make_store(moto_s3.endpoint, signed_urls=True, public_base_url="https://media.example.com")
+    signed = make_store(
+        moto_s3.endpoint, signed_urls=True, public_base_url="https://media.example.com"
+    )
     assert signed.public_url(key) == f"https://media.example.com/{key}"
     assert "X-Amz-Signature" in signed.url(key)
 
@@ -286,7 +292,9 @@ def test_an_unreachable_endpoint_is_transient_and_named(tmp_path) -> None:
     for name, operation in _every_operation(store, tmp_path):
         with pytest.raises(TransientStorageError) as caught:
             operation()  # type: ignore[operator]
-        assert str(caught.value).startswith(f"cannot reach the storage endpoint {closed} during "), name
+        assert str(caught.value).startswith(
+            f"cannot reach the storage endpoint {closed} during "
+        ), name
         _no_secret_anywhere(caught.value)
 
 
@@ -306,12 +314,14 @@ def test_no_credentials_at_all_is_a_clear_error(moto_s3, s3_store, monkeypatch, 
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     store = make_store(moto_s3.endpoint, access_key_id=None, secret_access_key=None)
-    with pytest.raises(StorageError, match="no S3 credentials found: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY"):
+    with pytest.raises(
+        StorageError, match="no S3 credentials found: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY"
+    ):
         store.put_bytes("products/x/p.jpg", b"jpeg", "image/jpeg")
 
 
 def test_the_factory_builds_the_s3_store_from_settings(moto_s3) -> None:
-    from clients import factory
+    from catwalk.clients import factory
 
     settings = Settings(
         STORAGE_BACKEND="s3",
@@ -327,7 +337,11 @@ def test_the_factory_builds_the_s3_store_from_settings(moto_s3) -> None:
     )
     store = factory.blob_store(settings)
     assert isinstance(store, S3BlobStore)
-    assert (store.bucket, store.region, store.endpoint_url) == (BUCKET, "eu-central-1", moto_s3.endpoint)
+    assert (store.bucket, store.region, store.endpoint_url) == (
+        BUCKET,
+        "eu-central-1",
+        moto_s3.endpoint,
+    )
     assert store.part_size == 6 * MiB
     assert "X-Amz-Expires=900" in store.url("products/a/b.mp4")
     assert store.public_url("products/a/b.mp4") == "https://pub-123.r2.dev/products/a/b.mp4"

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.flows.generate_product_video import generate_product_video
 
-import submission
-from cli.demo import seed_demo_catalog
-from config import Settings
-from db import queries, session_scope
-from db.base import utcnow
-from domain import JobOptions, JobStatus
-from errors import InputError
-from flows.generate_product_video import generate_product_video
+from catwalk import submission
+from catwalk.cli.demo import seed_demo_catalog
+from catwalk.config import Settings
+from catwalk.domain import JobOptions, JobStatus
+from catwalk.errors import InputError
 from tests.conftest import reset_settings
 
 
@@ -49,7 +49,9 @@ def _job(job_id: str) -> Any:
 
 def _ledger(job_id: str) -> list[tuple[str, bool]]:
     with session_scope() as session:
-        return [(e.service, e.succeeded) for e in queries.ledger_for_job(session=session, job_id=job_id)]
+        return [
+            (e.service, e.succeeded) for e in queries.ledger_for_job(session=session, job_id=job_id)
+        ]
 
 
 def _priced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
@@ -92,7 +94,10 @@ def test_retry_after_a_video_failure_reuses_keyframes_and_the_saved_request(
     assert recorder.launches == [{"job_id": first.job_id, "run_key": f"job-{first.job_id}-retry-1"}]
     pending = _job(first.job_id)
     assert (pending.status, pending.progress, pending.error_message, pending.completed_at) == (
-        JobStatus.PENDING, 0, None, None,
+        JobStatus.PENDING,
+        0,
+        None,
+        None,
     )
     assert pending.flow_run_id == "run-1"
 
@@ -100,7 +105,11 @@ def test_retry_after_a_video_failure_reuses_keyframes_and_the_saved_request(
     done = _job(first.job_id)
     assert done.status is JobStatus.COMPLETED and done.progress == 100
     # Two keyframes bought once; the video charged once, when it was finally delivered.
-    assert sorted(_ledger(first.job_id)) == [("nano_banana", True), ("nano_banana", True), ("pika", True)]
+    assert sorted(_ledger(first.job_id)) == [
+        ("nano_banana", True),
+        ("nano_banana", True),
+        ("pika", True),
+    ]
 
 
 def test_retry_cost_counts_only_the_steps_not_paid_for(
@@ -118,7 +127,9 @@ def test_retry_cost_counts_only_the_steps_not_paid_for(
     assert submission.retry_cost(job_id) == submission.RetryCost(Decimal("0.13"), 1, True)
 
 
-def test_retry_cost_says_when_a_price_is_missing(catalog: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_retry_cost_says_when_a_price_is_missing(
+    catalog: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     prices = tmp_path / "empty.toml"
     prices.write_text("")
     reset_settings(monkeypatch, CATWALK_PRICES_FILE=str(prices))
@@ -145,7 +156,9 @@ def test_retry_refuses_running_jobs_and_busy_products(catalog: Settings) -> None
         submission.retry_job("nope")
 
 
-def test_cancel_a_job_that_never_started_ends_it_at_once(catalog: Settings, prefect_server: None) -> None:
+def test_cancel_a_job_that_never_started_ends_it_at_once(
+    catalog: Settings, prefect_server: None
+) -> None:
     submitted = submission.submit_job("demo-hoodie", {}, launcher=Recorder())
     assert submission.cancel_job(submitted.job_id) is JobStatus.CANCELLED
     # The run that starts late finds the job final and does nothing (and pays nothing).
@@ -166,7 +179,9 @@ def test_cancel_a_running_job_stops_it_in_the_video_step(
     reset_settings(monkeypatch, OFFLINE_VIDEO_LATENCY_SECONDS="3", TASK_RETRIES="0")
     submitted = submission.submit_job("demo-dress", {}, launcher=Recorder())
     runner = threading.Thread(
-        target=generate_product_video, args=("demo-dress", None, submitted.job_id), kwargs={"return_state": True}
+        target=generate_product_video,
+        args=("demo-dress", None, submitted.job_id),
+        kwargs={"return_state": True},
     )
     runner.start()
     try:
@@ -190,7 +205,9 @@ def test_cancel_while_making_keyframes_never_pays_for_the_video(
     reset_settings(monkeypatch, OFFLINE_IMAGE_LATENCY_SECONDS="1.5", TASK_RETRIES="0")
     submitted = submission.submit_job("demo-jacket", {}, launcher=Recorder())
     runner = threading.Thread(
-        target=generate_product_video, args=("demo-jacket", None, submitted.job_id), kwargs={"return_state": True}
+        target=generate_product_video,
+        args=("demo-jacket", None, submitted.job_id),
+        kwargs={"return_state": True},
     )
     runner.start()
     try:

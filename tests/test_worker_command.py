@@ -11,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from deployments.stack import WORK_POOL, free_port
+from catwalk.deployments.stack import WORK_POOL, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,11 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_worker_command_starts_and_stops_its_stack(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL")}
-    env.update(CATWALK_HOME=str(tmp_path / "home"), MAX_CONCURRENT_JOBS="4", VIDEO_PROVIDER_CONCURRENCY="2")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        CATWALK_HOME=str(tmp_path / "home"), MAX_CONCURRENT_JOBS="4", VIDEO_PROVIDER_CONCURRENCY="2"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--port", str(port), "--no-deploy"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "catwalk.cli", "worker", "--port", str(port), "--no-deploy"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     api = f"http://127.0.0.1:{port}/api"

@@ -17,19 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from catwalk.db import queries, session_scope
+from catwalk.db.models import LedgerEntry
+from catwalk.db.session import dispose_engines
+from catwalk.deployments import stack
 from prefect import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import func, select
 
-import catalog
-import config
-from clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
-from db import queries, session_scope
-from db.models import LedgerEntry
-from db.session import dispose_engines
-from deployments import stack
-from domain import JobStatus
-from submission import submit_job
+from catwalk import catalog, config
+from catwalk.clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
+from catwalk.domain import JobStatus
+from catwalk.submission import submit_job
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +44,17 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -119,7 +128,12 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _product(settings: config.Settings, product_id: str) -> str:
     photos = catalog.write_demo_photos(settings.catwalk_home / "photos")
     with session_scope() as session:
-        queries.upsert_product(session=session, product_id=product_id, name=product_id, images=[str(photos["demo-tee"])])
+        queries.upsert_product(
+            session=session,
+            product_id=product_id,
+            name=product_id,
+            images=[str(photos["demo-tee"])],
+        )
     return product_id
 
 
@@ -160,9 +174,25 @@ def _paid(job_id: str) -> dict[str, int]:
 def test_prefect_deployment_run_produces_a_video(worker_stack: Stack) -> None:
     pid = _product(worker_stack.settings, "cli-tee")
     run = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", "generate-product-video/default",
-         "--param", f"product_id={pid}", "--watch", "--watch-timeout", "400"],
-        cwd=ROOT, env=worker_stack.env, capture_output=True, text=True, timeout=450, check=False,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deployment",
+            "run",
+            "generate-product-video/default",
+            "--param",
+            f"product_id={pid}",
+            "--watch",
+            "--watch-timeout",
+            "400",
+        ],
+        cwd=ROOT,
+        env=worker_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=450,
+        check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     with session_scope() as session:
@@ -188,12 +218,16 @@ def test_a_killed_slot_holder_frees_its_slot_within_the_lease(worker_stack: Stac
     """kill -9 a process holding the video provider's only slot: the slot comes back by
     itself within the lease (60 s) plus the server's repossessor sweep (15 s)."""
     script = (
-        "import sys, time; sys.path.insert(0, '.')\n"
-        "from clients.limits import provider_slot\n"
+        "import sys, time\n"
+        "from catwalk.clients.limits import provider_slot\n"
         "with provider_slot('video'):\n    print('held', flush=True); time.sleep(600)"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, env=worker_stack.env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=worker_stack.env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -232,7 +266,10 @@ def test_redis_down_submissions_recorded_jobs_wait_then_drain(worker_stack: Stac
             with session_scope() as session:
                 for job_id in jobs:
                     job = queries.get_job(session=session, job_id=job_id)
-                    assert job is not None and not job.status.is_final, (job.status, job.error_message)
+                    assert job is not None and not job.status.is_final, (
+                        job.status,
+                        job.error_message,
+                    )
                     if job.wait_reason and "unavailable" in job.wait_reason:
                         waiting.add(job_id)
             time.sleep(1)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
-
-from dashboards import data, ui
+from catwalk.dashboards import data, ui
 
 PERIODS = {"7 days": 7, "30 days": 30, "90 days": 90}
 SERVICE_NAMES = {"nano_banana": "Keyframes", "pika": "Video"}
@@ -20,9 +19,13 @@ def _by_day_chart(by_day: pd.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2)
         .encode(
-            x=alt.X("yearmonthdate(day):T", title=None, axis=alt.Axis(format="%d %b", labelAngle=0)),
+            x=alt.X(
+                "yearmonthdate(day):T", title=None, axis=alt.Axis(format="%d %b", labelAngle=0)
+            ),
             y=alt.Y("sum(amount):Q", title="USD", axis=alt.Axis(format="$,.2f")),
-            color=alt.Color("service:N", title=None, scale=SERVICE_COLOURS, legend=alt.Legend(orient="top")),
+            color=alt.Color(
+                "service:N", title=None, scale=SERVICE_COLOURS, legend=alt.Legend(orient="top")
+            ),
             tooltip=[
                 alt.Tooltip("yearmonthdate(day):T", title="Day"),
                 alt.Tooltip("service:N", title="Service"),
@@ -43,7 +46,10 @@ def _by_service_chart(by_model: pd.DataFrame) -> alt.Chart:
             y=alt.Y("service:N", title=None, sort="-x"),
             x=alt.X("amount:Q", title="USD", axis=alt.Axis(format="$,.2f")),
             color=alt.Color("service:N", scale=SERVICE_COLOURS, legend=None),
-            tooltip=[alt.Tooltip("service:N"), alt.Tooltip("amount:Q", title="Spend", format="$,.4f")],
+            tooltip=[
+                alt.Tooltip("service:N"),
+                alt.Tooltip("amount:Q", title="Spend", format="$,.4f"),
+            ],
         )
         .properties(height=140)
     )
@@ -56,7 +62,9 @@ def _acknowledge(alert_id: str) -> None:
 
 st.title("Costs")
 ui.show_flashes()
-period_label = st.segmented_control("Period", list(PERIODS), default="30 days", key="cost_period") or "30 days"
+period_label = (
+    st.segmented_control("Period", list(PERIODS), default="30 days", key="cost_period") or "30 days"
+)
 days = PERIODS[period_label]
 spend = data.spend(days)
 
@@ -65,21 +73,35 @@ today_spend, generations, per_video, period = st.columns(4)
 budget = f" of {ui.money(spend.budget)}" if spend.budget is not None else " (no daily budget)"
 today_spend.metric("Spent today", ui.money(spend.spend), help=f"Daily budget{budget}", border=True)
 generations.metric(
-    "Videos started today", f"{spend.generations} / {spend.generation_limit}",
-    help="DAILY_GENERATION_LIMIT", border=True,
+    "Videos started today",
+    f"{spend.generations} / {spend.generation_limit}",
+    help="DAILY_GENERATION_LIMIT",
+    border=True,
 )
 per_video.metric(
     "Per delivered video",
     ui.money(spend.cost_per_video, places=3) if spend.cost_per_video is not None else "–",
-    help=f"All spend in the last {period_label} (failed attempts too) / videos delivered", border=True,
+    help=f"All spend in the last {period_label} (failed attempts too) / videos delivered",
+    border=True,
 )
-period.metric(f"Spent, last {period_label}", ui.money(spend.period_spend), help=f"{spend.period_videos} videos delivered", border=True)
+period.metric(
+    f"Spent, last {period_label}",
+    ui.money(spend.period_spend),
+    help=f"{spend.period_videos} videos delivered",
+    border=True,
+)
 
 limit_use = spend.generations / spend.generation_limit if spend.generation_limit else 1.0
-st.progress(min(1.0, limit_use), text=f"Daily generation limit: {spend.generations} of {spend.generation_limit} used")
+st.progress(
+    min(1.0, limit_use),
+    text=f"Daily generation limit: {spend.generations} of {spend.generation_limit} used",
+)
 if spend.budget:
     budget_use = float(spend.spend / spend.budget)
-    st.progress(min(1.0, budget_use), text=f"Daily budget: {ui.money(spend.spend)} of {ui.money(spend.budget)} spent")
+    st.progress(
+        min(1.0, budget_use),
+        text=f"Daily budget: {ui.money(spend.spend)} of {ui.money(spend.budget)} spent",
+    )
 
 st.subheader("Spend by day")
 by_day = data.cost_by_day(days)
@@ -98,7 +120,9 @@ with left:
 with right:
     st.subheader("By model")
     st.dataframe(
-        by_model, hide_index=True, width="stretch",
+        by_model,
+        hide_index=True,
+        width="stretch",
         column_config={
             "service": st.column_config.TextColumn("Service"),
             "provider": st.column_config.TextColumn("Provider"),
@@ -124,4 +148,6 @@ for alert in alerts:
         if alert.delivery_error:
             text.caption(f":orange[Not delivered: {alert.delivery_error}]")
         if not seen:
-            action.button("Acknowledge", key=f"ack_{alert.id}", on_click=_acknowledge, args=(alert.id,))
+            action.button(
+                "Acknowledge", key=f"ack_{alert.id}", on_click=_acknowledge, args=(alert.id,)
+            )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from catwalk.dashboards import actions, data, ui
 
-import submission
-from dashboards import actions, data, ui
-from domain import JobStatus
-from errors import CatwalkError
+from catwalk import submission
+from catwalk.domain import JobStatus
+from catwalk.errors import CatwalkError
 
 
 def _retry(job_id: str) -> None:
@@ -26,8 +26,12 @@ def _actions(detail: data.JobDetail) -> None:
     job = detail.job
     if job.is_active:
         st.button(
-            "Cancel job", key="cancel_job", icon=":material/block:", disabled=job.cancel_requested,
-            on_click=actions.cancel, args=(job.id,),
+            "Cancel job",
+            key="cancel_job",
+            icon=":material/block:",
+            disabled=job.cancel_requested,
+            on_click=actions.cancel,
+            args=(job.id,),
         )
         if job.cancel_requested:
             st.caption(":orange[Cancel requested: the job stops at its next checkpoint.]")
@@ -54,8 +58,12 @@ def _actions(detail: data.JobDetail) -> None:
             + (f" {cost.note}" if cost.note else "")
         )
         st.button(
-            f"Retry for {price}", key="retry_job", type="primary", icon=":material/replay:",
-            on_click=_retry, args=(job.id,),
+            f"Retry for {price}",
+            key="retry_job",
+            type="primary",
+            icon=":material/replay:",
+            on_click=_retry,
+            args=(job.id,),
         )
 
 
@@ -70,7 +78,9 @@ def _media(detail: data.JobDetail) -> None:
     source = data.media_source(detail.video_key)
     if source:
         video.video(source, loop=True, muted=True)
-        length = f" · {detail.video_duration_seconds:.1f} s" if detail.video_duration_seconds else ""
+        length = (
+            f" · {detail.video_duration_seconds:.1f} s" if detail.video_duration_seconds else ""
+        )
         video.caption(f"Video{length}")
     else:
         video.container(height=200, border=True).caption("Video: not made yet")
@@ -88,7 +98,9 @@ def _timeline(detail: data.JobDetail) -> None:
         }
     )
     st.dataframe(
-        events, hide_index=True, width="stretch",
+        events,
+        hide_index=True,
+        width="stretch",
         column_config={
             "at": st.column_config.DatetimeColumn("At (UTC)", format="HH:mm:ss.SSS"),
             "step": st.column_config.TextColumn("Step"),
@@ -106,7 +118,9 @@ def _timeline(detail: data.JobDetail) -> None:
             "at": [c.at for c in detail.charges],
             "service": [c.service for c in detail.charges],
             "model": [f"{c.provider} · {c.model}" for c in detail.charges],
-            "units": [f"{c.units.normalize():f} {c.unit.replace('_', ' ')}" for c in detail.charges],
+            "units": [
+                f"{c.units.normalize():f} {c.unit.replace('_', ' ')}" for c in detail.charges
+            ],
             "amount": [float(c.amount) for c in detail.charges],
             "attempt": [c.attempt for c in detail.charges],
             "ok": [c.succeeded for c in detail.charges],
@@ -114,7 +128,9 @@ def _timeline(detail: data.JobDetail) -> None:
         }
     )
     st.dataframe(
-        charges, hide_index=True, width="stretch",
+        charges,
+        hide_index=True,
+        width="stretch",
         column_config={
             "at": st.column_config.DatetimeColumn("At (UTC)", format="HH:mm:ss"),
             "service": st.column_config.TextColumn("Service"),
@@ -136,7 +152,10 @@ def show(job_id: str) -> None:
     job = detail.job
     st.page_link("app_pages/jobs.py", label="All jobs", icon=":material/arrow_back:")
     st.title(job.product_name)
-    st.caption(f"Job {job.id} · product {job.product_id} · " + " · ".join(f"{k}: {v}" for k, v in detail.options.items()))
+    st.caption(
+        f"Job {job.id} · product {job.product_id} · "
+        + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
+    )
     ui.badge(job.status)
     ui.show_flashes()
     cols = st.columns(4)
@@ -169,8 +188,15 @@ if not job_id:
         st.info("No jobs yet.")
     else:
         choice = st.selectbox(
-            "Job", [r.id for r in recent], index=None, placeholder="Pick a recent job",
-            format_func=lambda i: next(f"{r.product_name} · {ui.status_label(r.status)} · {r.id[:12]}" for r in recent if r.id == i),
+            "Job",
+            [r.id for r in recent],
+            index=None,
+            placeholder="Pick a recent job",
+            format_func=lambda i: next(
+                f"{r.product_name} · {ui.status_label(r.status)} · {r.id[:12]}"
+                for r in recent
+                if r.id == i
+            ),
         )
         if choice:
             st.query_params["job"] = choice

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from catwalk.dashboards import actions, data, ui
 
-from dashboards import actions, data, ui
-from domain import ACTIVE_STATUSES, JobStatus
+from catwalk.domain import ACTIVE_STATUSES, JobStatus
 
 MAX_CARDS = 24  # a big batch would bury the page; the table below lists every job
 _COUNTERS = (
@@ -25,7 +25,9 @@ def _active_job(job: data.JobRow) -> None:
         name.markdown(f"**{job.product_name}**  \n:gray[{job.id[:12]}]")
         with name:
             ui.badge(job.status)
-        waiting = job.wait_reason or ("waiting for a slot" if job.status == JobStatus.PENDING else None)
+        waiting = job.wait_reason or (
+            "waiting for a slot" if job.status == JobStatus.PENDING else None
+        )
         bar.progress(job.progress / 100, text=f"{job.progress}% · {waiting or job.step}")
         if job.cancel_requested:
             bar.caption(":orange[Cancel requested]")
@@ -34,13 +36,22 @@ def _active_job(job: data.JobRow) -> None:
             f":material/hourglass_bottom: ~{ui.duration(job.remaining_seconds)} left"
         )
         with links:
-            st.page_link("app_pages/job_detail.py", label="Details", icon=":material/receipt_long:", query_params={"job": job.id})
+            st.page_link(
+                "app_pages/job_detail.py",
+                label="Details",
+                icon=":material/receipt_long:",
+                query_params={"job": job.id},
+            )
             run_url = data.prefect_run_url(job.flow_run_id)
             if run_url:
                 st.link_button("Prefect run", run_url, icon=":material/open_in_new:")
             st.button(
-                "Cancel", key=f"cancel_{job.id}", icon=":material/block:", disabled=job.cancel_requested,
-                on_click=actions.cancel, args=(job.id,),
+                "Cancel",
+                key=f"cancel_{job.id}",
+                icon=":material/block:",
+                disabled=job.cancel_requested,
+                on_click=actions.cancel,
+                args=(job.id,),
             )
 
 
@@ -75,10 +86,14 @@ def live_jobs() -> None:
     for job in active[:MAX_CARDS]:
         _active_job(job)
     if in_flight > MAX_CARDS:
-        st.caption(f"The {MAX_CARDS} newest are shown; filter the table below by status to see the others.")
+        st.caption(
+            f"The {MAX_CARDS} newest are shown; filter the table below by status to see the others."
+        )
 
     st.subheader("Recent jobs")
-    rows = data.jobs(tuple(st.session_state.get("job_status_filter", ())), st.session_state.get("job_search", ""))
+    rows = data.jobs(
+        tuple(st.session_state.get("job_status_filter", ())), st.session_state.get("job_search", "")
+    )
     if not rows:
         st.caption("No job matches.")
         return
@@ -102,7 +117,9 @@ def live_jobs() -> None:
             "step": st.column_config.TextColumn("Step"),
             "took": st.column_config.TextColumn("Took"),
             "error": st.column_config.TextColumn("Error", width="large"),
-            "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%"),
+            "progress": st.column_config.ProgressColumn(
+                "Progress", min_value=0, max_value=100, format="%d%%"
+            ),
             "started": st.column_config.DatetimeColumn("Started", format="D MMM, HH:mm:ss"),
             "cost": st.column_config.NumberColumn("Cost", format="$%.4f"),
             "prefect": st.column_config.LinkColumn("Prefect", display_text="open run"),
@@ -119,5 +136,7 @@ st.title("Jobs")
 ui.show_flashes()
 search, statuses = st.columns([2, 3])
 search.text_input("Search", placeholder="Product or job id", key="job_search")
-statuses.multiselect("Status", data.JOB_STATUSES, format_func=ui.status_label, key="job_status_filter")
+statuses.multiselect(
+    "Status", data.JOB_STATUSES, format_func=ui.status_label, key="job_status_filter"
+)
 live_jobs()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import streamlit as st
+from catwalk.dashboards import data, ui
 
-import submission
-from dashboards import data, ui
-from errors import CatwalkError, LimitExceeded
+from catwalk import submission
+from catwalk.errors import CatwalkError, LimitExceeded
 
 PAGE_SIZE = 12
 MODEL_TYPES = {"female": "Female model", "male": "Male model"}
@@ -82,10 +82,14 @@ def _product_card(row: data.ProductRow) -> None:
         if source:
             video.video(source, loop=True, muted=True)
         else:
-            with video.container(height=150, border=True, horizontal_alignment="center", vertical_alignment="center"):
+            with video.container(
+                height=150, border=True, horizontal_alignment="center", vertical_alignment="center"
+            ):
                 st.caption(":material/videocam_off: No video yet")
-        status = row.job_status if (row.active_job_id or row.job_status == "FAILED") else (
-            "COMPLETED" if row.video_key else None
+        status = (
+            row.job_status
+            if (row.active_job_id or row.job_status == "FAILED")
+            else ("COMPLETED" if row.video_key else None)
         )
         badge, link = st.columns([3, 2], vertical_alignment="center")
         if status is not None:  # a product never generated says so in its video box already
@@ -93,7 +97,9 @@ def _product_card(row: data.ProductRow) -> None:
                 ui.badge(status)
         if row.job_id:
             link.page_link(
-                "app_pages/job_detail.py", label="Latest job", icon=":material/receipt_long:",
+                "app_pages/job_detail.py",
+                label="Latest job",
+                icon=":material/receipt_long:",
                 query_params={"job": row.job_id},
             )
         if row.active_job_id:
@@ -101,11 +107,17 @@ def _product_card(row: data.ProductRow) -> None:
         elif row.job_status == "FAILED":
             st.caption(f":red[Last try failed: {row.job_error or 'unknown error'}]")
         with st.popover("Generate video", icon=":material/auto_awesome:", width="stretch"):
-            st.selectbox("Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key=f"opt_{row.id}_model")
+            st.selectbox(
+                "Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key=f"opt_{row.id}_model"
+            )
             st.selectbox("Style", list(STYLES), format_func=STYLES.get, key=f"opt_{row.id}_style")
             st.button(
-                "Start", key=f"gen_{row.id}", type="primary", width="stretch",
-                on_click=_generate_one, args=(row.id,),
+                "Start",
+                key=f"gen_{row.id}",
+                type="primary",
+                width="stretch",
+                on_click=_generate_one,
+                args=(row.id,),
             )
 
 
@@ -114,9 +126,10 @@ ui.show_flashes()
 
 search_col, filter_col = st.columns([2, 3], vertical_alignment="bottom")
 search = search_col.text_input("Search", placeholder="Name or id", key="product_search")
-status = filter_col.segmented_control(
-    "Show", data.PRODUCT_FILTERS, default="All", key="product_filter"
-) or "All"
+status = (
+    filter_col.segmented_control("Show", data.PRODUCT_FILTERS, default="All", key="product_filter")
+    or "All"
+)
 
 page_number = int(st.session_state.get("product_page", 1))
 listing = data.products(search, status, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
@@ -125,7 +138,11 @@ if page_number > pages:  # a narrower search or filter: back to its last page
     page_number = st.session_state["product_page"] = pages
     listing = data.products(search, status, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 
-selected = [key.removeprefix("sel_") for key, value in st.session_state.items() if key.startswith("sel_") and value]
+selected = [
+    key.removeprefix("sel_")
+    for key, value in st.session_state.items()
+    if key.startswith("sel_") and value
+]
 with st.container(border=True):
     count, model, style, action = st.columns([2, 2, 2, 2], vertical_alignment="bottom")
     count.markdown(f"**{len(selected)} selected**  \n:gray[{listing.total} product(s) match]")
@@ -143,7 +160,9 @@ with st.container(border=True):
     )
 
 if not listing.rows:
-    st.info("No product matches. Clear the search or pick another filter.", icon=":material/search_off:")
+    st.info(
+        "No product matches. Clear the search or pick another filter.", icon=":material/search_off:"
+    )
 columns = st.columns(3)
 for index, row in enumerate(listing.rows):
     with columns[index % 3]:

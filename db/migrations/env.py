@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
+from catwalk.db.models import Base
 from sqlalchemy import create_engine, pool
-
-from db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -7,10 +7,9 @@ Create Date: 2026-11-26 11:00:00
 
 from collections.abc import Sequence
 
+import catwalk.db.base
 import sqlalchemy as sa
 from alembic import op
-
-import db.base
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -21,27 +20,37 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("video_jobs", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("cost_reconciled_at", db.base.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "cost_reconciled_at", catwalk.db.base.UTCDateTime(timezone=True), nullable=True
+            )
         )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("delivery_attempts", sa.Integer(), nullable=False, server_default="0")
         )
         batch_op.add_column(
-            sa.Column("delivery_claimed_at", db.base.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "delivery_claimed_at", catwalk.db.base.UTCDateTime(timezone=True), nullable=True
+            )
         )
     with op.batch_alter_table("cost_ledger", schema=None) as batch_op:
         batch_op.create_index(
             "ix_cost_ledger_stats",
             ["created_at"],
             unique=False,
-            postgresql_include=["service", "provider", "model", "resolution", "succeeded", "amount"],
+            postgresql_include=[
+                "service",
+                "provider",
+                "model",
+                "resolution",
+                "succeeded",
+                "amount",
+            ],
         )
-
 
     op.create_table(
         "cost_ledger_hourly",
-        sa.Column("hour", db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("hour", catwalk.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("service", sa.String(length=32), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("model", sa.String(length=128), nullable=False),
@@ -50,7 +59,12 @@ def upgrade() -> None:
         sa.Column("amount", sa.Numeric(precision=14, scale=6), nullable=False),
         sa.Column("calls", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "hour", "service", "provider", "model", "resolution", "succeeded",
+            "hour",
+            "service",
+            "provider",
+            "model",
+            "resolution",
+            "succeeded",
             name=op.f("pk_cost_ledger_hourly"),
         ),
     )

@@ -1,0 +1,98 @@
+"""``catwalk dashboard``: start the Streamlit admin app; ``catwalk hash-password``: make a
+value for CATWALK_ADMIN_PASSWORD_HASH."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catwalk.config import get_settings
+from catwalk.dashboards import auth
+from catwalk.db import get_engine
+from catwalk.errors import ConfigError
+
+# Streamlit options that make it a server, not a developer tool: no browser, no file
+# watcher, no telemetry, a quiet toolbar, and catwalk's colours.
+_STREAMLIT_FLAGS = {
+    "server.headless": "true",
+    "server.fileWatcherType": "none",
+    "server.runOnSave": "false",
+    "browser.gatherUsageStats": "false",
+    "global.developmentMode": "false",
+    "client.toolbarMode": "minimal",
+    "theme.base": "light",
+    "theme.primaryColor": "#C2255C",
+    "theme.backgroundColor": "#FFFFFF",
+    "theme.secondaryBackgroundColor": "#F6F3F1",
+    "theme.textColor": "#1F1B24",
+}
+
+
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[
+        str, typer.Option(help="Address to bind (0.0.0.0 to serve other machines).")
+    ] = "127.0.0.1",
+) -> None:
+    """Start the admin dashboard (Streamlit) and print where to open it."""
+    settings = get_settings()
+    get_engine(settings)  # migrate now, not inside the first page view
+    app_file = Path(str(resources.files("catwalk.dashboards") / "streamlit_app.py"))
+
+    password: str | None = None
+    if not (settings.admin_password or settings.admin_password_hash):
+        if auth.is_embedded(settings):
+            password = auth.generate_embedded_password(settings)
+        elif not auth.admin_emails(settings):
+            raise ConfigError(
+                "the dashboard needs admins: set CATWALK_ADMIN_PASSWORD (or CATWALK_ADMIN_PASSWORD_HASH, "
+                "see `catwalk hash-password`), or CATWALK_ADMIN_EMAILS with [auth] in .streamlit/secrets.toml"
+            )
+
+    host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address
+    print(f"catwalk dashboard: http://{host}:{port}")
+    if password:
+        print(f"admin password (new each start, embedded mode): {password}")
+    print("Ctrl-C stops it.", flush=True)
+
+    env = {
+        **os.environ,
+        # The app and the jobs it starts must see this home and this database, wherever the
+        # command was run from.
+        "CATWALK_HOME": str(settings.catwalk_home),
+    }
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+    ]
+    for name, value in _STREAMLIT_FLAGS.items():
+        command += [f"--{name}", value]
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)
+
+
+def hash_password() -> None:
+    """Read a password (hidden) and print its hash for CATWALK_ADMIN_PASSWORD_HASH."""
+    password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 12:
+        raise ConfigError("use at least 12 characters")
+    print(auth.hash_password(password))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(dashboard)
+    app.command("hash-password")(hash_password)

@@ -1,0 +1,76 @@
+"""``catwalk worker``: one command for a machine that runs video jobs.
+
+Starts a local Prefect server when ``PREFECT_API_URL`` is not set (a managed sidecar, SQLite
+under CATWALK_HOME, file-backed leases; Redis-backed when REDIS_URL is set), creates the
+process work pool (limit MAX_CONCURRENT_JOBS) and the per-provider global concurrency
+limits, deploys prefect.yaml, and runs a process worker until Ctrl-C. On a second machine,
+set PREFECT_API_URL (and DATABASE_URL) to the first one's and run the same command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from catwalk.config import get_settings
+
+console = Console()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def worker(
+    port: Annotated[
+        int, typer.Option(help="Port of the managed Prefect server (0: any free one).")
+    ] = 4200,
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (default: catwalk-HOSTNAME).")
+    ] = None,
+    deploy: Annotated[bool, typer.Option(help="Deploy prefect.yaml before starting.")] = True,
+    query_seconds: Annotated[
+        float, typer.Option(help="How often the worker polls for runs.")
+    ] = 1.0,
+) -> None:
+    """Run video jobs on this machine (starting a local Prefect server if none is configured)."""
+    from catwalk.deployments import stack
+
+    settings = get_settings()
+    server: stack.ManagedServer | None = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = stack.ManagedServer(settings, port=port or stack.free_port())
+        console.print(f"starting Prefect server on {server.api_url} (home {settings.prefect_home})")
+        os.environ["PREFECT_API_URL"] = server.start()
+        os.environ.pop("PREFECT_HOME", None)
+    worker_process = None
+    try:
+        stack.ensure_work_pool(settings)
+        limits = stack.ensure_provider_limits(settings)
+        console.print(
+            f"work pool [bold]{stack.WORK_POOL}[/] limit {settings.max_concurrent_jobs}; "
+            + ", ".join(f"{k} limit {v}" for k, v in limits.items())
+        )
+        if deploy:
+            stack.deploy_all()
+            console.print("deployed prefect.yaml (generate-product-video/default and friends)")
+        worker_process = stack.start_worker(
+            name=name or f"catwalk-{socket.gethostname()}", query_seconds=query_seconds
+        )
+        console.print(
+            f"worker running; PREFECT_API_URL={os.environ['PREFECT_API_URL']} "
+            "(set it, with CATWALK_LAUNCHER=deployment, for `catwalk generate` and the dashboard)"
+        )
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
+        worker_process.wait()
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        stack.stop_process(worker_process)
+        if server is not None:
+            server.stop()

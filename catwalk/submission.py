@@ -1,0 +1,359 @@
+"""Submitting a video job: the one path the CLI, the dashboard and the HTTP API share.
+
+``submit_job`` validates the request, records the job (or returns the product's job in
+flight), and hands it to a launcher that starts the flow run in the background. It answers
+as soon as the job is recorded: the flow never runs inside the request.
+
+``retry_job`` re-runs a failed or cancelled job under its own id (the steps reuse what the job
+already paid for), ``retry_cost`` says first what the re-run may still cost, and
+``cancel_job`` asks a job to stop. ``use_launcher`` swaps the launcher for a block (tests,
+the dashboard's tests) without patching.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from catwalk import pricing
+from catwalk.clients import factory
+from catwalk.clients.media import identify_image, read_image_source
+from catwalk.config import Settings, get_settings
+from catwalk.db import limits, queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.db.models import JobEvent, VideoJob
+from catwalk.domain import POSES, JobOptions, JobStatus
+from catwalk.errors import (
+    CatwalkError,
+    ConfigError,
+    InputError,
+    LaunchError,
+    ProductImageError,
+    describe,
+)
+
+# Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
+# and render ~60-120 s, publish a few seconds): the contract's ``estimatedTime``.
+ESTIMATED_JOB_SECONDS = 150
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    job_id: str
+    status: JobStatus
+    created: bool
+    estimated_time: int
+
+
+class Launcher(Protocol):
+    """Starts the flow run for a recorded job; returns the run's id when known.
+
+    ``run_key`` names this run of the job (a retry is a new run of the same job); launchers
+    that deduplicate starts (Prefect's idempotency key) use it, others ignore it.
+    """
+
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None: ...
+
+
+class LocalProcessLauncher:
+    """Embedded mode: one background process per job (``catwalk run-job``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None:
+        logs = self._settings.logs_dir
+        logs.mkdir(parents=True, exist_ok=True)
+        # The child must see the same home and database even when this process's settings
+        # were built in code (tests, the dashboard) rather than read from the environment.
+        env = {
+            **os.environ,
+            "CATWALK_HOME": str(self._settings.catwalk_home),
+            "DATABASE_URL": self._settings.effective_database_url,
+        }
+        with open(logs / f"job-{job_id}.log", "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "catwalk.cli", "run-job", job_id],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI, the dashboard's rerun, a Ctrl-C
+                env=env,
+            )
+        return None
+
+
+_launcher_override: list[Launcher] = []
+
+
+@contextmanager
+def use_launcher(launcher: Launcher) -> Iterator[None]:
+    """Start jobs with ``launcher`` inside the block (tests; the CLI demo's in-process runs)."""
+    _launcher_override.append(launcher)
+    try:
+        yield
+    finally:
+        _launcher_override.remove(launcher)
+
+
+def default_launcher(settings: Settings) -> Launcher:
+    if _launcher_override:
+        return _launcher_override[-1]
+    if settings.launcher == "local":
+        return LocalProcessLauncher(settings)
+    from catwalk.deployments.launcher import DeploymentLauncher
+
+    return DeploymentLauncher(settings)
+
+
+def check_product_image(images: list[str], *, product_id: str) -> None:
+    """Refuse at once a product with no image or a local file that is not an image.
+
+    URLs are checked by the job itself: fetching them here could break the promise that
+    a submission answers within a second.
+    """
+    if not images:
+        raise ProductImageError(f"product {product_id!r} has no image")
+    first = images[0]
+    if not first.startswith(("http://", "https://")):
+        # The header says whether it is an image; decoding the pixels (milliseconds to tens
+        # of milliseconds a photo) is left to the job, which re-encodes it anyway.
+        identify_image(read_image_source(first), source=first)
+
+
+def submit_job(
+    product_id: str,
+    options: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    launcher: Launcher | None = None,
+) -> Submission:
+    """Record a job for the product and start it in the background.
+
+    Raises ``LimitExceeded`` (and records nothing) when today's generation limit or budget
+    is used up; a product's job in flight is returned without using another generation.
+    """
+    settings = settings or get_settings()
+    job_options = JobOptions.from_mapping(options)
+    estimate = pricing.estimate_job_cost(settings)
+    with session_scope(settings) as session:
+        product = queries.get_product(session=session, product_id=product_id)
+        check_product_image(list(product.images), product_id=product_id)
+        job, created = limits.admit_job(
+            session=session,
+            settings=settings,
+            product_id=product_id,
+            options=job_options,
+            estimated_cost=estimate,
+        )
+        submission = Submission(
+            job_id=job.id, status=job.status, created=created, estimated_time=ESTIMATED_JOB_SECONDS
+        )
+    if created:
+        launcher = launcher or default_launcher(settings)
+        try:
+            run_id = launcher.launch(
+                job_id=submission.job_id, product_id=product_id, options=job_options.to_dict()
+            )
+        except Exception as exc:  # any launch failure at all must not strand the job
+            _fail_unlaunched(submission.job_id, exc, settings=settings)
+            if isinstance(exc, CatwalkError):
+                raise  # already says what went wrong, in words (and types) callers know
+            raise LaunchError(
+                f"job {submission.job_id} could not be started: {describe(exc)}",
+                job_id=submission.job_id,
+            ) from exc
+        if run_id:
+            with session_scope(settings) as session:
+                job = queries.get_job(session=session, job_id=submission.job_id)
+                if job is not None and job.flow_run_id is None:
+                    job.flow_run_id = run_id
+    return submission
+
+
+def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> None:
+    """A job whose run never started is FAILED (not PENDING forever) and gives back its
+    generation, so the product can be submitted again at once."""
+    with session_scope(settings) as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or job.status.is_final:
+            return
+        job.status = JobStatus.FAILED
+        job.error_message = f"could not start the job: {describe(exc)}"
+        job.completed_at = utcnow()
+        queries.record_event(
+            session=session, job_id=job_id, step="submit", kind="failed", message=job.error_message
+        )
+        limits.reconcile_job(session=session, job_id=job_id)
+
+
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryCost:
+    """What re-running a job may still cost: only the steps it has not paid for yet."""
+
+    amount: Decimal | None  # None when no price is configured for a step still to do
+    images_to_make: int
+    video_to_make: bool
+    note: str = ""
+
+
+def retry_cost(job_id: str, *, settings: Settings | None = None) -> RetryCost:
+    """Estimate, from the price list, what a retry of the job would pay for.
+
+    Stored keyframes are reused; a video already stored, or a provider request already
+    accepted (re-attached, not resubmitted), costs nothing more.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        missing_images = sum(1 for pose in POSES if pose not in job.image_keys)
+        video_key, has_request = job.video_key, bool(job.video_request_urls)
+    store = factory.blob_store(settings)
+    video_stored = video_key is not None and store.head(video_key) is not None
+    video_to_make = not video_stored and not has_request
+    try:
+        amount = pricing.estimate_calls_cost(settings, images=missing_images, video=video_to_make)
+    except ConfigError as exc:
+        return RetryCost(None, missing_images, video_to_make, note=exc.user_message)
+    return RetryCost(amount, missing_images, video_to_make)
+
+
+def _job_or_error(session: Any, job_id: str) -> VideoJob:
+    job = queries.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise InputError(f"unknown job {job_id!r}")
+    return job
+
+
+def retry_job(
+    job_id: str, *, settings: Settings | None = None, launcher: Launcher | None = None
+) -> Submission:
+    """Re-run a FAILED or CANCELLED job under the same id, reusing what it paid for.
+
+    The job goes back to PENDING at 0 % (its steps skip ahead over stored keyframes and
+    re-attach to a saved video request) and a new flow run starts for it.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        if job.status not in RETRYABLE_STATUSES:
+            raise InputError(
+                f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
+            )
+        running = queries.active_job_for(session=session, product_id=job.product_id)
+        if running is not None:
+            raise InputError(f"product {job.product_id} already has job {running.id} in progress")
+        generation = 1 + (
+            session.scalar(
+                select(func.count()).where(JobEvent.job_id == job_id, JobEvent.step == "retry")
+            )
+            or 0
+        )
+        product_id, options = job.product_id, dict(job.options)
+        job.status = JobStatus.PENDING
+        job.progress = 0
+        job.current_step = f"queued (retry {generation})"
+        job.wait_reason = None
+        job.error_message = None
+        job.cancel_requested = False
+        job.started_at = None
+        job.completed_at = None
+        job.queue_position = None
+        job.flow_run_id = None
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:
+            # Another submission won the race for the product's one active slot.
+            raise InputError(f"product {product_id} already has a job in progress") from exc
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="retry",
+            kind="info",
+            message=f"retry {generation} requested",
+        )
+    launcher = launcher or default_launcher(settings)
+    run_id = launcher.launch(
+        job_id=job_id,
+        product_id=product_id,
+        options=options,
+        run_key=f"job-{job_id}-retry-{generation}",
+    )
+    if run_id:
+        with session_scope(settings) as session:
+            session.execute(
+                update(VideoJob)
+                .where(VideoJob.id == job_id, VideoJob.flow_run_id.is_(None))
+                .values(flow_run_id=run_id)
+            )
+    return Submission(
+        job_id=job_id, status=JobStatus.PENDING, created=True, estimated_time=ESTIMATED_JOB_SECONDS
+    )
+
+
+def cancel_job(job_id: str, *, settings: Settings | None = None) -> JobStatus:
+    """Ask a job to stop; returns its status afterwards.
+
+    A job that never started (PENDING, no step begun) ends CANCELLED at once, so a run that
+    starts later finds it final and does nothing. A running job gets ``cancel_requested``;
+    its video step checks it while it waits and stops with ``JobCancelled``.
+    """
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = _job_or_error(session, job_id)
+        if job.status.is_final:
+            return job.status
+        # One conditional UPDATE, so a worker moving the job on at the same moment either
+        # sees CANCELLED or is told through cancel_requested; never neither.
+        never_started = session.execute(
+            update(VideoJob)
+            .where(
+                VideoJob.id == job_id,
+                VideoJob.status == JobStatus.PENDING,
+                VideoJob.started_at.is_(None),
+            )
+            .values(
+                status=JobStatus.CANCELLED,
+                cancel_requested=True,
+                current_step="cancelled",
+                wait_reason=None,
+                error_message="cancelled by an admin",
+                completed_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not never_started:
+            session.execute(
+                update(VideoJob)
+                .where(VideoJob.id == job_id)
+                .values(cancel_requested=True)
+                .execution_options(synchronize_session=False)
+            )
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="cancel",
+            kind="info",
+            message="cancelled before it started"
+            if never_started
+            else "cancel requested by an admin",
+        )
+    with session_scope(settings) as session:
+        return _job_or_error(session, job_id).status
