@@ -30,7 +30,11 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_upward_imports(path: Path) -> None:
-    upward = {name for name in _imports(path) if name.startswith(FORBIDDEN)}
+    upward = {
+        name
+        for name in _imports(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    }
     assert not upward
 
 
