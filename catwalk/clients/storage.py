@@ -51,9 +51,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from boto3.exceptions import S3UploadFailedError
-from botocore import exceptions as bce
-
 from catwalk.clients.keys import content_type_for
 from catwalk.domain import StoredObject
 from catwalk.errors import StorageError, TransientStorageError
@@ -199,6 +196,7 @@ class S3BlobStore:
         read_timeout_seconds: float = 60.0,
         max_attempts: int = 3,
     ) -> None:
+        _import_boto()
         from boto3.s3.transfer import TransferConfig
         from prefect_aws import AwsClientParameters, AwsCredentials
         from prefect_aws.s3 import S3Bucket
@@ -431,6 +429,9 @@ class S3BlobStore:
 
     def _translate(self, exc: BaseException, action: str, key: str | None) -> StorageError:
         """One clear line for an admin; never credentials, never request headers."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore import exceptions as bce
+
         if isinstance(exc, StorageError):
             return exc
         if isinstance(exc, S3UploadFailedError):
@@ -506,8 +507,18 @@ _TRANSIENT_CODES = frozenset(
 
 
 # What the S3 calls raise: botocore's errors, boto3's upload wrapper, and OSError from the
-# local side of a transfer. Anything else is a bug and keeps its own traceback.
-_S3_ERRORS = (bce.BotoCoreError, bce.ClientError, S3UploadFailedError, OSError)
+# local side of a transfer. Anything else is a bug and keeps its own traceback. Filled in by
+# _import_boto() when the first S3BlobStore is made: boto3 costs ~0.1 CPU-s to import, and
+# a flow run on local storage never needs it.
+_S3_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+
+
+def _import_boto() -> None:
+    global _S3_ERRORS
+    from boto3.exceptions import S3UploadFailedError
+    from botocore import exceptions as bce
+
+    _S3_ERRORS = (bce.BotoCoreError, bce.ClientError, S3UploadFailedError, OSError)
 
 
 def _status(exc: BaseException) -> int | None:
