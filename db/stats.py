@@ -93,6 +93,11 @@ def _grouped_spend(
     import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
 
     postgres = session.get_bind().dialect.name == "postgresql"
+    # Columns of either table, and either dialect's bucket expression.
+    at: Any
+    amount: Any
+    calls: Any
+    bucket: Any
     if source is LedgerHour:
         at, width = LedgerHour.hour, _HOUR
         amount, calls = func.sum(LedgerHour.amount), func.sum(LedgerHour.calls)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ def alerts_list(
     if ctx.invoked_subcommand is not None:
         return
     with session_scope() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": a.id,
                 "kind": a.kind,

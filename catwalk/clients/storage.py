@@ -48,8 +48,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import SecretStr
 
 from catwalk.clients.keys import content_type_for
 from catwalk.domain import StoredObject
@@ -225,7 +227,7 @@ class S3BlobStore:
             botocore_config["response_checksum_validation"] = "when_required"
         self._credentials = AwsCredentials(
             aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
+            aws_secret_access_key=SecretStr(secret_access_key) if secret_access_key else None,
             region_name=region,
             aws_client_parameters=AwsClientParameters(
                 endpoint_url=self.endpoint_url, config=botocore_config
@@ -346,6 +348,7 @@ class S3BlobStore:
         encrypted = head.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or head.get(
             "SSECustomerAlgorithm"
         )
+        checksum: str | None
         if etag == sent.etag:
             checksum = etag
         elif encrypted:
@@ -364,7 +367,8 @@ class S3BlobStore:
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._bucket_block.read_path(key)
+            # read_path is sync_compatible (bytes or a coroutine); called from sync code: bytes.
+            return cast(bytes, self._bucket_block.read_path(key))
         except _S3_ERRORS as exc:
             raise self._translate(exc, "download", key) from exc
 
