@@ -68,12 +68,12 @@ def draw_product(product: DemoProduct) -> Image.Image:
             [0.4 * SIZE, 0.04 * SIZE, 0.6 * SIZE, 0.2 * SIZE], outline=(50, 50, 50), width=4
         )
     elif product.garment == "dress":
-        for i, (x, y) in enumerate(
+        for i, (fx, fy) in enumerate(
             [(0.45, 0.5), (0.55, 0.62), (0.4, 0.72), (0.6, 0.8), (0.5, 0.3)]
         ):
             r = 18 + 4 * (i % 2)
             draw.ellipse(
-                [x * SIZE - r, y * SIZE - r, x * SIZE + r, y * SIZE + r], fill=product.accent
+                [fx * SIZE - r, fy * SIZE - r, fx * SIZE + r, fy * SIZE + r], fill=product.accent
             )
     elif product.garment == "jacket":
         draw.line(

@@ -29,6 +29,10 @@ provider messages, never from request headers.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from catwalk.domain import Usage
 
 
 class CatwalkError(Exception):
@@ -96,7 +100,7 @@ class ProviderError(PipelineError):
         status_code: int | None = None,
         request_id: str | None = None,
         retry_after_seconds: float | None = None,
-        usage: object | None = None,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
         # What the failed call was billed for (a ``domain.Usage``), so it reaches the ledger.

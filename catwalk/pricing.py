@@ -7,6 +7,7 @@ A price row is matched on provider, model and resolution, and the newest row who
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tomllib
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def estimate_calls_cost(
         if usage.unit == "image":
             price = find_price(usage, on=on, settings=settings)
             units = Decimal(IMAGE_OUTPUT_TOKENS) if price.unit == "output_token" else Decimal(1)
-            usage = Usage(**{**_fields(usage), "units": units, "unit": price.unit})
+            usage = dataclasses.replace(usage, units=units, unit=price.unit)
         total += charge_for(usage, on=on, settings=settings).amount
     return total
 
@@ -188,7 +189,3 @@ def estimate_calls_cost(
 def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
     """What one video job is expected to cost: reserved against the daily budget up front."""
     return estimate_calls_cost(settings, images=KEYFRAMES_PER_JOB, video=True, on=on)
-
-
-def _fields(usage: Usage) -> dict[str, object]:
-    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}

@@ -178,9 +178,9 @@ def submit_job(
             ) from exc
         if run_id:
             with session_scope(settings) as session:
-                job = queries.get_job(session=session, job_id=submission.job_id)
-                if job is not None and job.flow_run_id is None:
-                    job.flow_run_id = run_id
+                launched = queries.get_job(session=session, job_id=submission.job_id)
+                if launched is not None and launched.flow_run_id is None:
+                    launched.flow_run_id = run_id
     return submission
 
 
@@ -338,7 +338,7 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> JobStatus:
                 completed_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         if not never_started:
             session.execute(
                 update(VideoJob)

@@ -24,7 +24,7 @@ from catwalk.db import alerts as alerts_db
 from catwalk.db import limits, queries, session_scope, stats
 from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, Product, VideoJob
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ScalarSelect, Select, and_, func, or_, select
 
 from catwalk.clients import factory
 from catwalk.config import Settings, get_settings
@@ -118,7 +118,7 @@ class ProductPage:
     total: int
 
 
-def _latest_job_id() -> object:
+def _latest_job_id() -> ScalarSelect[str]:
     return (
         select(VideoJob.id)
         .where(VideoJob.product_id == Product.id)
@@ -129,7 +129,7 @@ def _latest_job_id() -> object:
     )
 
 
-def _active_job_id() -> object:
+def _active_job_id() -> ScalarSelect[str]:
     return (
         select(VideoJob.id)
         .where(VideoJob.product_id == Product.id, VideoJob.status.in_(ACTIVE_STATUSES))

@@ -8,6 +8,9 @@ for the e-mail addresses listed in ``CATWALK_ADMIN_EMAILS``.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any, cast
+
 import streamlit as st
 from catwalk.dashboards import auth, data
 from streamlit.errors import StreamlitSecretNotFoundError
@@ -69,7 +72,8 @@ def page() -> None:
                 password = st.text_input("Admin password", type="password", key="signin_password")
                 submitted = st.form_submit_button("Sign in", type="primary", width="stretch")
             if submitted:
-                result = auth.attempt_signin(settings, password, st.session_state)
+                state = cast("MutableMapping[str, Any]", st.session_state)  # a MutableMapping
+                result = auth.attempt_signin(settings, password, state)
                 if result.ok:
                     st.session_state[_SIGNED_IN] = "admin"
                     st.rerun()

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from catwalk.errors import ConfigError, ProductNotFound
@@ -345,6 +346,7 @@ def insert_or_ignore(
     same key (workers, retries, replicas) leave exactly one row and never an error.
     """
     dialect = session.get_bind().dialect.name
+    stmt: Insert
     if dialect == "postgresql":
         stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
     elif dialect == "sqlite":

@@ -11,9 +11,8 @@ Must not import clients, tasks, flows or dashboards.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from catwalk.db import limits
 from catwalk.db.models import LedgerEntry, LedgerHour, VideoJob
 from sqlalchemy import Date, Integer, and_, cast, delete, func, insert, or_, select
@@ -21,6 +20,9 @@ from sqlalchemy.orm import Session
 
 from catwalk.config import Settings
 from catwalk.domain import JobStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _LEDGER_COLUMNS = [
     "bucket",
@@ -88,7 +90,14 @@ def _grouped_spend(
     conditions: list[Any],
 ) -> pd.DataFrame:
     """One GROUP BY over the rollup or the ledger: spend and calls per bucket and kind."""
+    import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
+
     postgres = session.get_bind().dialect.name == "postgresql"
+    # Columns of either table, and either dialect's bucket expression.
+    at: Any
+    amount: Any
+    calls: Any
+    bucket: Any
     if source is LedgerHour:
         at, width = LedgerHour.hour, _HOUR
         amount, calls = func.sum(LedgerHour.amount), func.sum(LedgerHour.calls)
@@ -127,6 +136,8 @@ def ledger_frame(
     the ledger rows themselves (PostgreSQL: one index range per such hour; SQLite, for
     small embedded data: the ledger throughout), so every day is exact.
     """
+    import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
+
     straddled = _straddled_hours(session, settings, start, end)
     if not straddled:
         frame = _grouped_spend(
@@ -197,6 +208,8 @@ def job_frame(
     *, session: Session, start: dt.datetime | None, end: dt.datetime | None
 ) -> pd.DataFrame:
     """Jobs created in the range: count and total cost per status."""
+    import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
+
     stmt = (
         select(VideoJob.status, func.count(), func.coalesce(func.sum(VideoJob.total_cost), 0))
         .where(*_in_range(VideoJob.created_at, start, end))
@@ -227,6 +240,8 @@ def _grouped(frame: pd.DataFrame, keys: list[str]) -> list[dict[str, Any]]:
 def _cost_by_date(
     frame: pd.DataFrame, date_from: dt.date | None, date_to: dt.date | None
 ) -> list[dict[str, Any]]:
+    import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
+
     daily = frame.groupby("day")["cost"].sum() if not frame.empty else pd.Series(dtype=float)
     first = date_from or (min(daily.index) if len(daily) else None)
     last = date_to or (max(daily.index) if len(daily) else None)
@@ -249,6 +264,8 @@ def compute_stats(
     costByDate}) plus delivered-video cost, failed spend, spend by model and resolution,
     and today's use against the limits.
     """
+    import pandas as pd  # lazily: ~1 CPU-s, and only the statistics need it
+
     start, end = _range(settings, date_from, date_to)
     ledger = ledger_frame(session=session, settings=settings, start=start, end=end)
     jobs = job_frame(session=session, start=start, end=end)

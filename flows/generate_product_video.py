@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
-from prefect import flow
+from catwalk.tasks._policy import apply_retry_policy
+from prefect import Flow, flow
 
-from catwalk.config import get_settings
+from catwalk.config import Settings, get_settings
 
 
-@flow(
-    name="generate-product-video",
-    timeout_seconds=get_settings().job_timeout_seconds,
-    log_prints=False,
-)
-def generate_product_video(
+# The flow as decorated: no option read from settings (none is read at import time).
+# ``generate_product_video`` below is this flow with its settings applied.
+@flow(name="generate-product-video", log_prints=False)
+def _generate_product_video(
     product_id: str, options: dict[str, Any] | None = None, job_id: str | None = None
 ) -> dict[str, Any]:
     """Make a product's on-model video and publish it on the product.
@@ -36,7 +35,27 @@ def generate_product_video(
     return {"jobId": attached, "status": "COMPLETED", **published}
 
 
+def build(settings: Settings | None = None) -> Flow[..., dict[str, Any]]:
+    """The flow with the options that come from settings: its time limit, the steps' retries.
+
+    Built when the flow is about to run or be deployed, from the settings of that moment.
+    """
+    settings = settings or get_settings()
+    apply_retry_policy(generate_keyframes, animate_keyframes, publish_video, settings=settings)
+    return _generate_product_video.with_options(timeout_seconds=settings.job_timeout_seconds)
+
+
+def __getattr__(name: str) -> Any:
+    # ``generate_product_video`` is built on access (PEP 562), so the deployment entrypoint
+    # (prefect.yaml: flows/generate_product_video.py:generate_product_video), `prefect
+    # deploy` and ``from ... import generate_product_video`` all get the configured flow
+    # while importing this module reads no setting.
+    if name == "generate_product_video":
+        return build()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":
     import sys
 
-    generate_product_video(sys.argv[1] if len(sys.argv) > 1 else "demo-tee")
+    build()(sys.argv[1] if len(sys.argv) > 1 else "demo-tee")

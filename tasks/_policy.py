@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catwalk.db import queries, session_scope
 from prefect.runtime import task_run
@@ -16,6 +16,9 @@ from catwalk import pricing
 from catwalk.config import Settings, get_settings
 from catwalk.domain import Usage
 from catwalk.errors import is_transient
+
+if TYPE_CHECKING:
+    from prefect import Task
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +59,9 @@ def wait_out_retry_hint(
     return wait
 
 
-def retry_policy() -> dict[str, Any]:
-    """The decorator arguments every paid step shares (retries=3, exponential backoff)."""
-    settings = get_settings()
+def retry_policy(settings: Settings | None = None) -> dict[str, Any]:
+    """The retry options every paid step shares (retries=3, exponential backoff)."""
+    settings = settings or get_settings()
     delays = settings.retry_delays()
     return {
         "retries": settings.task_retries,
@@ -66,6 +69,22 @@ def retry_policy() -> dict[str, Any]:
         "retry_jitter_factor": 0.5 if any(delays) else None,
         "retry_condition_fn": retry_transient_only,
     }
+
+
+def apply_retry_policy(*steps: Task[Any, Any], settings: Settings | None = None) -> None:
+    """Give the paid steps their retry options from settings, when a flow is built.
+
+    Not on the decorators: those run at import, and no setting is read at import time (a
+    process imports before its environment is final: tests, the CLI reading .env). The flow
+    body calls the module-level task objects, so their retry attributes are set in place,
+    the same attributes ``Task.__init__`` sets from the decorator's arguments.
+    """
+    policy = retry_policy(settings)
+    for step in steps:
+        step.retries = policy["retries"]
+        step.retry_delay_seconds = policy["retry_delay_seconds"]
+        step.retry_jitter_factor = policy["retry_jitter_factor"]
+        step.retry_condition_fn = policy["retry_condition_fn"]
 
 
 def wait_reporter(job_id: str) -> Callable[[str | None], None]:

@@ -102,7 +102,7 @@ def reconcile_jobs(
                 run = client.read_flow_run(run_id)  # type: ignore[arg-type]
             except ObjectNotFound:
                 count = len(report["relaunched"]) + 1
-                new_id = chosen.launch(
+                new_id = chosen.launch(  # type: ignore[attr-defined]
                     job_id=job_id,
                     product_id=product_id,
                     options=options,

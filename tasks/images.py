@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from catwalk.db import queries, session_scope
-from catwalk.tasks._policy import attempt, charge, retry_policy, wait_reporter
+from catwalk.tasks._policy import attempt, charge, retry_transient_only, wait_reporter
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -16,7 +16,7 @@ from catwalk.errors import ProviderError
 _PROGRESS_AFTER = {"start": 25, "end": 45}
 
 
-@task(name="generate-keyframes", timeout_seconds=300, **retry_policy())
+@task(name="generate-keyframes", timeout_seconds=300, retry_condition_fn=retry_transient_only)
 def generate_keyframes(job_id: str) -> dict[str, str]:
     """Make (or reuse) the start and end keyframes; returns their storage keys by pose.
 

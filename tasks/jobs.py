@@ -49,7 +49,7 @@ def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | Non
                 logger.info("product %s already has job %s in flight", product_id, job.id)
                 return None
         else:
-            job = queries.get_job(session=session, job_id=job_id)
+            job = queries.get_job(session=session, job_id=job_id)  # type: ignore[assignment]
             if job is None:
                 raise ValueError(f"unknown job {job_id!r}")
         if job.status.is_final:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from catwalk.db import limits, queries, session_scope
 from catwalk.db.base import utcnow
-from catwalk.tasks._policy import attempt, retry_policy
+from catwalk.tasks._policy import attempt, retry_transient_only
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -55,7 +55,7 @@ def delete_pending(*, limit: int = 100) -> tuple[int, int]:
     return deleted, failed
 
 
-@task(name="publish-video", timeout_seconds=300, **retry_policy())
+@task(name="publish-video", timeout_seconds=300, retry_condition_fn=retry_transient_only)
 def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     """Verify the job's video, switch the product to it, and clean up the old one."""
     logger = get_run_logger()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from catwalk.db import queries, session_scope
 from catwalk.db.base import utcnow
-from catwalk.tasks._policy import attempt, charge, retry_policy, wait_reporter
+from catwalk.tasks._policy import attempt, charge, retry_transient_only, wait_reporter
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -66,7 +66,7 @@ def _show_progress(job_id: str, progress: ProviderProgress) -> None:
             job.progress = max(job.progress, target)
 
 
-@task(name="animate-keyframes", **retry_policy())
+@task(name="animate-keyframes", retry_condition_fn=retry_transient_only)
 def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, object]:
     """Make (or re-attach to, or reuse) the job's video and store it with its poster.
 

@@ -20,6 +20,9 @@ from catwalk import config
 from catwalk.domain import Usage
 from tests.conftest import reset_settings
 
+# Both databases: alerts are claimed and recorded with INSERT ... ON CONFLICT on each dialect.
+pytestmark = pytest.mark.both_dbs
+
 HOOK = "/services/T000/B000/secret-token-xyz"
 
 

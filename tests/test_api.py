@@ -148,6 +148,7 @@ def test_options_are_optional_and_default(
     ]
 
 
+@pytest.mark.both_dbs
 def test_second_post_for_a_product_in_flight_returns_that_job(
     client: TestClient, launcher: RecordingLauncher, products: list[str], settings: config.Settings
 ) -> None:
@@ -418,6 +419,7 @@ def test_stats_of_an_empty_database(client: TestClient) -> None:
     }
 
 
+@pytest.mark.both_dbs
 def test_stats_count_jobs_and_sum_the_ledger_by_service_and_day(
     client: TestClient, products: list[str], settings: config.Settings
 ) -> None:
@@ -559,6 +561,7 @@ def test_over_a_real_socket(
         assert httpx.get(f"{base_url}{PREFIX}/stats").status_code == 401
 
 
+@pytest.mark.both_dbs
 def test_concurrent_posts_for_one_product_make_one_job(
     settings: config.Settings, launcher: RecordingLauncher, products: list[str]
 ) -> None:

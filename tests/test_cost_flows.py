@@ -23,6 +23,9 @@ from catwalk.errors import TransientProviderError
 from catwalk.submission import submit_job
 from tests.conftest import reset_settings
 
+# Both databases: the ledger's hourly rollup is an upsert written per dialect.
+pytestmark = pytest.mark.both_dbs
+
 PRICES = """
 [[price]]
 provider = "offline"

@@ -161,6 +161,7 @@ def test_wrong_password_is_refused_then_rate_limited(admin: Settings) -> None:
     assert [t.value for t in at.title] == [":material/movie: catwalk"]
 
 
+@pytest.mark.both_dbs
 def test_failures_across_sessions_lock_everyone_out(admin: Settings) -> None:
     for _ in range(auth.GLOBAL_FREE_FAILURES):
         assert [e.value for e in sign_in(fresh_app(), "guess").error] == ["Wrong password."]
@@ -543,6 +544,7 @@ def test_cancel_from_job_detail(admin: Settings) -> None:
 # Costs -------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_dbs
 def test_costs_page_charts_limits_and_alerts(
     admin: Settings, monkeypatch: pytest.MonkeyPatch, mp4: bytes
 ) -> None:
@@ -599,6 +601,7 @@ def test_costs_page_charts_limits_and_alerts(
         assert alert is not None and alert.acknowledged_at is not None
 
 
+@pytest.mark.both_dbs
 def test_cost_by_day_uses_the_limits_time_zone(
     admin: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

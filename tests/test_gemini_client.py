@@ -113,7 +113,7 @@ def test_gemini3_thought_parts_are_skipped_and_priced_per_image(
     with Image.open(io.BytesIO(result.data)) as img:
         rgb = img.convert("RGB")
     # The fake's thought draft is greyscale; the final image has colour.
-    assert any(r != g or g != b for r, g, b in rgb.getdata())
+    assert any(r != g or g != b for r, g, b in rgb.get_flattened_data())
     assert result.usage.units == Decimal(1290 + 180)  # thinking billed at the output rate
     assert gemini.state()["requests"][0]["image_size"] == "2K"
     charge = pricing.charge_for(result.usage, on=dt.date(2026, 6, 1), settings=Settings())

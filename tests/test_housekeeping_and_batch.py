@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from catwalk.db import queries, session_scope
 from catwalk.db.base import utcnow
 from catwalk.db.models import PendingDeletion
@@ -170,6 +171,7 @@ def test_batch_finds_missing_and_stale_videos(settings) -> None:
     assert found == ["no-video", "stale"]
 
 
+@pytest.mark.both_dbs
 def test_batch_stops_cleanly_at_the_daily_limit(settings, prefect_server) -> None:
     _products(settings, "p1", "p2", "p3", "p4")
     launcher = RecordingLauncher(refuse_after=2)

@@ -20,6 +20,9 @@ from catwalk.errors import LimitExceeded
 from catwalk.submission import submit_job
 from tests.conftest import reset_settings
 
+# Both databases: reservations lock the day's row (FOR UPDATE on PostgreSQL, ON CONFLICT on SQLite).
+pytestmark = pytest.mark.both_dbs
+
 PRICES = """
 [[price]]
 provider = "offline"

@@ -137,6 +137,7 @@ def test_a_video_failing_the_check_is_never_published(published) -> None:
 # 4. The switch fails mid-transaction ----------------------------------------------------------
 
 
+@pytest.mark.both_dbs
 def test_a_switch_that_fails_mid_transaction_changes_nothing(published, monkeypatch) -> None:
     real_switch = queries.switch_product_video
 

@@ -15,6 +15,9 @@ from catwalk import config
 from catwalk.domain import JobOptions, JobStatus, Usage
 from tests.conftest import reset_settings
 
+# Both databases: statistics read the hourly rollup with dialect-specific SQL.
+pytestmark = pytest.mark.both_dbs
+
 UTC = dt.UTC
 
 

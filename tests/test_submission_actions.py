@@ -141,6 +141,7 @@ def test_retry_cost_says_when_a_price_is_missing(
     assert cost.amount is None and "no price configured" in cost.note
 
 
+@pytest.mark.both_dbs
 def test_retry_refuses_running_jobs_and_busy_products(catalog: Settings) -> None:
     running = submission.submit_job("demo-tee", {}, launcher=Recorder())
     with pytest.raises(InputError, match="only failed or cancelled jobs can be retried"):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from catwalk.config import get_settings
-from catwalk.db import alerts, session_scope
 from catwalk.errors import InputError
 
 console = Console()
@@ -24,10 +23,12 @@ def alerts_list(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """Without a subcommand: the alerts not acknowledged yet, newest first."""
+    from catwalk.db import alerts, session_scope
+
     if ctx.invoked_subcommand is not None:
         return
     with session_scope() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": a.id,
                 "kind": a.kind,
@@ -54,6 +55,8 @@ def alerts_list(
 @alerts_app.command("ack")
 def alerts_ack(alert_id: str) -> None:
     """Acknowledge an alert (by id or unique id prefix)."""
+    from catwalk.db import alerts, session_scope
+
     with session_scope() as session:
         matches = [
             a.id

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,13 +17,13 @@ from rich.table import Table
 from catwalk.cli import fakes_cmd
 from catwalk.cli.api_cmd import api
 from catwalk.cli.worker_cmd import worker
-from catwalk.clients import factory
-from catwalk.clients.media import identify_image, read_image_source
 from catwalk.config import get_settings
-from catwalk.db import queries, session_scope
-from catwalk.db.models import VideoJob
 from catwalk.domain import JobStatus
 from catwalk.errors import InputError
+
+if TYPE_CHECKING:
+    from catwalk.db.models import VideoJob
+
 
 app = typer.Typer(
     help="catwalk turns product photos into on-model product videos.",
@@ -40,6 +40,8 @@ err = Console(stderr=True)
 
 
 def _urls(job: VideoJob) -> tuple[str | None, str | None]:
+    from catwalk.clients import factory
+
     store = factory.blob_store()
     return (
         store.url(job.video_key) if job.video_key else None,
@@ -48,6 +50,8 @@ def _urls(job: VideoJob) -> tuple[str | None, str | None]:
 
 
 def _contract(job: VideoJob) -> dict[str, Any]:
+    from catwalk.db import queries
+
     video_url, poster_url = _urls(job) if job.status is JobStatus.COMPLETED else (None, None)
     return queries.job_to_contract(job, video_url=video_url, poster_url=poster_url)
 
@@ -59,6 +63,9 @@ def _display_url(url: str | None) -> str:
 @products_app.callback()
 def products_list(ctx: typer.Context) -> None:
     """Without a subcommand: list products with their current video."""
+    from catwalk.clients import factory
+    from catwalk.db import queries, session_scope
+
     if ctx.invoked_subcommand is not None:
         return
     store = factory.blob_store()
@@ -96,6 +103,9 @@ def products_add(
     ] = None,
 ) -> None:
     """Add (or update) a product with its photos."""
+    from catwalk.clients.media import identify_image, read_image_source
+    from catwalk.db import queries, session_scope
+
     refs = [_image_ref(i, base=Path.cwd()) for i in images]
     for ref in refs:
         # A typo in a path is cheaper to catch now than at generation time. URLs are left
@@ -131,6 +141,8 @@ def _read_catalog(path: Path) -> list[dict[str, Any]]:
 @products_app.command("import")
 def products_import(file: Path) -> None:
     """Import products from CSV (id,name,images with images separated by |) or JSON."""
+    from catwalk.db import queries, session_scope
+
     rows = _read_catalog(file)
     base = file.resolve().parent
     count = 0
@@ -153,6 +165,8 @@ def products_import(file: Path) -> None:
 
 def _follow(job_id: str, *, label: str) -> VideoJob:
     """Show a job's progress until it ends; returns the final job."""
+    from catwalk.db import queries, session_scope
+
     with Progress(
         TextColumn("[bold]{task.fields[label]}"),
         BarColumn(),
@@ -204,6 +218,8 @@ def generate(
 @app.command()
 def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one job (the original GET job contract)."""
+    from catwalk.db import queries, session_scope
+
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         if job is None:
@@ -224,6 +240,8 @@ def jobs(
     limit: Annotated[int, typer.Option(help="How many of the newest jobs.")] = 50,
 ) -> None:
     """List the newest jobs."""
+    from catwalk.db import queries, session_scope
+
     with session_scope() as session:
         payload = [_contract(job) for job in queries.list_jobs(session=session, limit=limit)]
     if as_json:
@@ -246,6 +264,7 @@ def jobs(
 @app.command("run-job", hidden=True)
 def run_job(job_id: str) -> None:
     """Run a recorded job's flow in this process (what the local launcher starts)."""
+    from catwalk.db import queries, session_scope
     from catwalk.flows.generate_product_video import generate_product_video
 
     with session_scope() as session:

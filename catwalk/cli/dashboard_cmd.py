@@ -12,8 +12,6 @@ from typing import Annotated
 import typer
 
 from catwalk.config import get_settings
-from catwalk.dashboards import auth
-from catwalk.db import get_engine
 from catwalk.errors import ConfigError
 
 # Streamlit options that make it a server, not a developer tool: no browser, no file
@@ -40,6 +38,9 @@ def dashboard(
     ] = "127.0.0.1",
 ) -> None:
     """Start the admin dashboard (Streamlit) and print where to open it."""
+    from catwalk.dashboards import auth
+    from catwalk.db import get_engine
+
     settings = get_settings()
     get_engine(settings)  # migrate now, not inside the first page view
     app_file = Path(str(resources.files("catwalk.dashboards") / "streamlit_app.py"))
@@ -87,6 +88,8 @@ def dashboard(
 
 def hash_password() -> None:
     """Read a password (hidden) and print its hash for CATWALK_ADMIN_PASSWORD_HASH."""
+    from catwalk.dashboards import auth
+
     password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
     if len(password) < 12:
         raise ConfigError("use at least 12 characters")

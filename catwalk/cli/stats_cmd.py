@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from catwalk.config import get_settings
-from catwalk.db import session_scope
-from catwalk.db.stats import compute_stats
 from catwalk.errors import InputError
 
 console = Console()
@@ -90,6 +88,9 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="The stats contract as JSON.")] = False,
 ) -> None:
     """Spend and jobs for a date range (days in LIMITS_TIMEZONE), and today's use vs limits."""
+    from catwalk.db import session_scope
+    from catwalk.db.stats import compute_stats
+
     first, last = _day(date_from, "--from"), _day(date_to, "--to")
     if first and last and first > last:
         raise InputError("--from must not be after --to")

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from catwalk.domain import Usage
 from catwalk.errors import PermanentProviderError, ProviderError, TransientProviderError
 
 # google.rpc.RetryInfo.retryDelay is a protobuf Duration in JSON: "28s", "1.5s", "0.250s".
@@ -89,7 +90,7 @@ def status_error(
     provider: str,
     retry_after: float | None = None,
     request_id: str | None = None,
-    usage: object | None = None,
+    usage: Usage | None = None,
 ) -> ProviderError:
     """The error class an HTTP status deserves: 408/409/429/5xx transient, other 4xx permanent."""
     cls: type[ProviderError] = (

@@ -12,9 +12,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-import av
 import httpx
-import imageio_ffmpeg
 from PIL import Image, UnidentifiedImageError
 
 from catwalk.domain import VideoFacts
@@ -108,6 +106,8 @@ def render_transition(
     xfade's output lasts offset + the second input's length, so both inputs are trimmed to
     make the result exactly ``duration_seconds``: a short hold on each pose around the move.
     """
+    import imageio_ffmpeg  # lazily: only the offline renderer and the fakes encode video
+
     w, h = frame_size(width)
     hold = min(0.75, duration_seconds / 4)
     move = duration_seconds - 2 * hold
@@ -178,6 +178,8 @@ def save_poster(frame_png: Path, out_jpg: Path, *, width: int) -> None:
 
 def poster_from_video(video: Path, out_jpg: Path) -> None:
     """A JPEG poster from a video's first frame (decoded with PyAV, saved with Pillow)."""
+    import av  # lazily: a flow run needs PyAV only from the video step on
+
     try:
         with av.open(str(video)) as container:
             frame = next(container.decode(video=0))
@@ -192,6 +194,8 @@ def poster_from_video(video: Path, out_jpg: Path) -> None:
 
 def probe_video(path: Path) -> VideoFacts:
     """Duration, size and codec of an MP4, read with PyAV (decodes every frame)."""
+    import av  # lazily, as in poster_from_video
+
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

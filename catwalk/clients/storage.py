@@ -48,11 +48,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from boto3.exceptions import S3UploadFailedError
-from botocore import exceptions as bce
+from pydantic import SecretStr
 
 from catwalk.clients.keys import content_type_for
 from catwalk.domain import StoredObject
@@ -199,6 +198,7 @@ class S3BlobStore:
         read_timeout_seconds: float = 60.0,
         max_attempts: int = 3,
     ) -> None:
+        _import_boto()
         from boto3.s3.transfer import TransferConfig
         from prefect_aws import AwsClientParameters, AwsCredentials
         from prefect_aws.s3 import S3Bucket
@@ -227,7 +227,7 @@ class S3BlobStore:
             botocore_config["response_checksum_validation"] = "when_required"
         self._credentials = AwsCredentials(
             aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
+            aws_secret_access_key=SecretStr(secret_access_key) if secret_access_key else None,
             region_name=region,
             aws_client_parameters=AwsClientParameters(
                 endpoint_url=self.endpoint_url, config=botocore_config
@@ -348,6 +348,7 @@ class S3BlobStore:
         encrypted = head.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or head.get(
             "SSECustomerAlgorithm"
         )
+        checksum: str | None
         if etag == sent.etag:
             checksum = etag
         elif encrypted:
@@ -366,7 +367,8 @@ class S3BlobStore:
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._bucket_block.read_path(key)
+            # read_path is sync_compatible (bytes or a coroutine); called from sync code: bytes.
+            return cast(bytes, self._bucket_block.read_path(key))
         except _S3_ERRORS as exc:
             raise self._translate(exc, "download", key) from exc
 
@@ -431,6 +433,9 @@ class S3BlobStore:
 
     def _translate(self, exc: BaseException, action: str, key: str | None) -> StorageError:
         """One clear line for an admin; never credentials, never request headers."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore import exceptions as bce
+
         if isinstance(exc, StorageError):
             return exc
         if isinstance(exc, S3UploadFailedError):
@@ -506,8 +511,18 @@ _TRANSIENT_CODES = frozenset(
 
 
 # What the S3 calls raise: botocore's errors, boto3's upload wrapper, and OSError from the
-# local side of a transfer. Anything else is a bug and keeps its own traceback.
-_S3_ERRORS = (bce.BotoCoreError, bce.ClientError, S3UploadFailedError, OSError)
+# local side of a transfer. Anything else is a bug and keeps its own traceback. Filled in by
+# _import_boto() when the first S3BlobStore is made: boto3 costs ~0.1 CPU-s to import, and
+# a flow run on local storage never needs it.
+_S3_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+
+
+def _import_boto() -> None:
+    global _S3_ERRORS
+    from boto3.exceptions import S3UploadFailedError
+    from botocore import exceptions as bce
+
+    _S3_ERRORS = (bce.BotoCoreError, bce.ClientError, S3UploadFailedError, OSError)
 
 
 def _status(exc: BaseException) -> int | None:

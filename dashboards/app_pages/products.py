@@ -43,7 +43,9 @@ def _generate_one(product_id: str) -> None:
 
 
 def _generate_selected(product_ids: list[str]) -> None:
-    started, running, failed = [], [], []
+    started: list[str] = []
+    running: list[str] = []
+    failed: list[str] = []
     options = _options("batch")
     for index, product_id in enumerate(product_ids):
         try:
@@ -108,9 +110,14 @@ def _product_card(row: data.ProductRow) -> None:
             st.caption(f":red[Last try failed: {row.job_error or 'unknown error'}]")
         with st.popover("Generate video", icon=":material/auto_awesome:", width="stretch"):
             st.selectbox(
-                "Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key=f"opt_{row.id}_model"
+                "Model",
+                list(MODEL_TYPES),
+                format_func=MODEL_TYPES.__getitem__,
+                key=f"opt_{row.id}_model",
             )
-            st.selectbox("Style", list(STYLES), format_func=STYLES.get, key=f"opt_{row.id}_style")
+            st.selectbox(
+                "Style", list(STYLES), format_func=STYLES.__getitem__, key=f"opt_{row.id}_style"
+            )
             st.button(
                 "Start",
                 key=f"gen_{row.id}",
@@ -141,13 +148,15 @@ if page_number > pages:  # a narrower search or filter: back to its last page
 selected = [
     key.removeprefix("sel_")
     for key, value in st.session_state.items()
-    if key.startswith("sel_") and value
+    if isinstance(key, str) and key.startswith("sel_") and value
 ]
 with st.container(border=True):
     count, model, style, action = st.columns([2, 2, 2, 2], vertical_alignment="bottom")
     count.markdown(f"**{len(selected)} selected**  \n:gray[{listing.total} product(s) match]")
-    model.selectbox("Model", list(MODEL_TYPES), format_func=MODEL_TYPES.get, key="batch_model")
-    style.selectbox("Style", list(STYLES), format_func=STYLES.get, key="batch_style")
+    model.selectbox(
+        "Model", list(MODEL_TYPES), format_func=MODEL_TYPES.__getitem__, key="batch_model"
+    )
+    style.selectbox("Style", list(STYLES), format_func=STYLES.__getitem__, key="batch_style")
     action.button(
         f"Generate {len(selected)} video(s)" if selected else "Tick products to generate",
         key="generate_selected",
