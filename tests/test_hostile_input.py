@@ -1,0 +1,454 @@
+"""Hostile input (issue #19): every door outside data comes through, tried with bad data.
+
+No test here sends traffic off the machine: the "shop on the internet" is a local server
+that the fetcher is told to treat as public, and every refused address is refused before
+a socket is opened (checked by recording every connect).
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import ipaddress
+import socket
+import threading
+import time
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
+from PIL import Image
+
+from catwalk.clients import media
+from catwalk.errors import ProductImageError
+
+
+def _png(width: int = 64, height: int = 64) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
+
+
+class _Shop(http.server.BaseHTTPRequestHandler):
+    """Routes a hostile catalog feed might point at."""
+
+    routes: typing.ClassVar[dict[str, tuple[int, dict[str, str], bytes]]] = {}
+
+    def do_GET(self) -> None:
+        if self.path == "/drip":
+            # One byte every 0.3 s: each read is quick, the whole never ends.
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"\x89")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            return
+        if self.path == "/endless":
+            # No Content-Length, an image header, then bytes for ever.
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            try:
+                self.wfile.write(PNG[:16])
+                for _ in range(10_000):
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+            return
+        status, headers, body = self.routes.get(self.path, (404, {}, b"missing"))
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> tuple[int, object]:
+    handler = type("Shop", (_Shop,), {"routes": routes})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], server
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, int]]:
+    """A "shop" (treated as public) and an internal service on loopback (private)."""
+    internal_port, internal = _serve({"/secret.png": (200, {"Content-Type": "image/png"}, PNG)})
+    shop_routes: dict[str, tuple[int, dict[str, str], bytes]] = {
+        "/photo.png": (200, {"Content-Type": "image/png"}, PNG),
+        "/to-loopback": (302, {"Location": f"http://127.0.0.1:{internal_port}/secret.png"}, b""),
+        "/to-localhost": (302, {"Location": f"http://localhost:{internal_port}/secret.png"}, b""),
+        "/to-decimal": (302, {"Location": f"http://2130706433:{internal_port}/secret.png"}, b""),
+        "/to-mapped": (
+            302,
+            {"Location": f"http://[::ffff:127.0.0.1]:{internal_port}/secret.png"},
+            b"",
+        ),
+        "/to-metadata": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
+        "/to-file": (302, {"Location": "file:///etc/passwd"}, b""),
+        "/loop": (302, {"Location": "/loop"}, b""),
+        "/page.html": (200, {"Content-Type": "text/html"}, b"<html>hi</html>"),
+        "/fake.png": (200, {"Content-Type": "image/png"}, b"<html>not a png</html>"),
+        "/huge": (200, {"Content-Type": "image/png"}, PNG + b"\0" * (media.MAX_IMAGE_BYTES)),
+    }
+    shop_port, shop = _serve(shop_routes)
+    shop_routes["/hop1"] = (302, {"Location": f"http://127.0.0.1:{shop_port}/photo.png"}, b"")
+    yield {"shop": shop_port, "internal": internal_port}
+    shop.shutdown()  # type: ignore[attr-defined]
+    internal.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every address the fetcher opens a socket to."""
+    seen: list[tuple[str, int]] = []
+    real = media._connect
+
+    def recording(family, kind, proto, sockaddr, timeout):  # type: ignore[no-untyped-def]
+        seen.append((sockaddr[0], sockaddr[1]))
+        if ipaddress.ip_address(sockaddr[0]).is_link_local:
+            raise AssertionError(f"connected to link-local {sockaddr}")
+        return real(family, kind, proto, sockaddr, timeout)
+
+    monkeypatch.setattr(media, "_connect", recording)
+    return seen
+
+
+def _fetch(servers: dict[str, int], path: str, **kw: object) -> bytes:
+    shop = servers["shop"]
+
+    # The shop's own address counts as public; every other address by the real rule.
+    def only_the_shop(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+        return (str(ip), port) == ("127.0.0.1", shop) or media.is_public_address(ip)
+
+    return media.fetch_media(
+        f"http://127.0.0.1:{shop}{path}",
+        allowed=only_the_shop,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# --- 1. SSRF ---------------------------------------------------------------------------
+
+
+def test_a_public_photo_and_a_redirect_within_the_shop_are_fetched(servers, connects) -> None:
+    assert _fetch(servers, "/photo.png") == PNG
+    assert _fetch(servers, "/hop1") == PNG
+
+
+@pytest.mark.parametrize("route", ["/to-loopback", "/to-localhost", "/to-decimal", "/to-mapped"])
+def test_a_redirect_to_loopback_is_refused_before_connecting(servers, connects, route) -> None:
+    with pytest.raises(ProductImageError, match="non-public address") as caught:
+        _fetch(servers, route)
+    assert "ALLOW_PRIVATE_MEDIA_HOSTS" in str(caught.value)
+    # Only the shop was ever connected to: the internal service saw nothing.
+    assert all(port == servers["shop"] for _, port in connects), connects
+
+
+def test_a_redirect_to_cloud_metadata_never_opens_a_socket(servers, connects) -> None:
+    with pytest.raises(ProductImageError, match=r"non-public address \(169\.254\.169\.254\)"):
+        _fetch(servers, "/to-metadata")
+    assert not any(host.startswith("169.254.") for host, _ in connects)
+
+
+def test_a_url_straight_at_loopback_is_refused_by_default(servers, connects) -> None:
+    for url in (
+        f"http://127.0.0.1:{servers['internal']}/secret.png",
+        f"http://localhost:{servers['internal']}/secret.png",
+        f"http://0x7f.1:{servers['internal']}/secret.png",
+        f"http://[::1]:{servers['internal']}/secret.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/x.png",
+        "http://0.0.0.0/x.png",
+    ):
+        with pytest.raises(ProductImageError):
+            media.fetch_media(url)
+    assert connects == []
+
+
+def test_dns_rebinding_is_judged_on_the_connected_address(monkeypatch, connects) -> None:
+    # The name resolves to loopback at connect time: whatever a URL check saw earlier,
+    # the address connected to is the one judged.
+    real = socket.getaddrinfo
+
+    def rebinding(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "photos.shop.example":
+            return real("127.0.0.1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(media.socket, "getaddrinfo", rebinding)
+    with pytest.raises(ProductImageError, match=r"photos\.shop\.example resolves to a non-public"):
+        media.fetch_media("http://photos.shop.example/p.png")
+    assert connects == []
+
+
+def test_allow_private_media_hosts_lets_a_shop_use_its_own_network(servers) -> None:
+    url = f"http://127.0.0.1:{servers['internal']}/secret.png"
+    assert media.fetch_media(url, allow_private=True) == PNG
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ("/to-file", "only http"),
+        ("/loop", "more than 3 redirects"),
+        ("/page.html", "content type 'text/html'"),
+        ("/fake.png", "first bytes"),
+        ("/huge", "larger than 20 MB"),
+        ("/endless", "larger than 20 MB"),
+    ],
+)
+def test_what_is_not_a_photo_is_refused(servers, connects, route, message) -> None:
+    with pytest.raises(ProductImageError, match=message):
+        _fetch(servers, route)
+
+
+def test_a_dripping_server_is_cut_at_the_total_deadline(servers) -> None:
+    started = time.monotonic()
+    with pytest.raises(ProductImageError, match="took longer than"):
+        _fetch(servers, "/drip", deadline_seconds=1.5)
+    assert time.monotonic() - started < 2.5
+
+
+def test_only_http_urls_and_paths_inside_the_roots_are_read(
+    settings, tmp_path, monkeypatch
+) -> None:
+    from tests.conftest import reset_settings
+
+    inside = tmp_path / "catalog" / "p.png"
+    inside.parent.mkdir()
+    inside.write_bytes(PNG)
+    current = reset_settings(monkeypatch, MEDIA_IMPORT_ROOTS=str(inside.parent))
+    assert media.read_image_source(str(inside), settings=current) == PNG
+    for outside in ("/etc/passwd", str(inside.parent / ".." / "x.png"), "ftp://example.com/a.png"):
+        with pytest.raises(ProductImageError):
+            media.read_image_source(outside, settings=current)
+    link = inside.parent / "link.png"
+    link.symlink_to("/etc/passwd")
+    with pytest.raises(ProductImageError, match="outside the folders"):
+        media.read_image_source(str(link), settings=current)
+
+
+def test_the_default_roots_are_the_current_directory_and_catwalk_home(
+    settings, monkeypatch
+) -> None:
+    from tests.conftest import reset_settings
+
+    monkeypatch.delenv("MEDIA_IMPORT_ROOTS")
+    current = reset_settings(monkeypatch)
+    assert media.import_roots(current) == [Path.cwd().resolve(), current.catwalk_home]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::",
+        "64:ff9b::a9fe:a9fe",
+    ],
+)
+def test_non_public_addresses_in_every_form(address) -> None:
+    assert not media.is_public_address(ipaddress.ip_address(address))
+
+
+def test_public_addresses_pass() -> None:
+    for address in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"):
+        assert media.is_public_address(ipaddress.ip_address(address))
+
+
+# --- 2. Secrets scrubbed before anything is cut -------------------------------------------
+
+GEMINI_KEY = "test-gemini-key"  # 15 characters, like the key the issue saw cut to 14
+FAL_KEY = "test-fal-id:test-fal-key"
+FILLER = "the request was malformed because of the field "  # no fragment of either key
+
+
+def _fragments(secret: str, size: int = 5) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def _assert_no_fragment(text: str, secret: str) -> None:
+    leaked = [f for f in _fragments(secret) if f in text]
+    assert not leaked, f"{leaked} of the key in {text!r}"
+
+
+def _provider_text(secret: str, offset: int, length: int = 420) -> str:
+    text = (FILLER * 20)[:length]
+    return text[:offset] + secret + text[offset:]
+
+
+@pytest.fixture
+def error_server(httpserver):  # type: ignore[no-untyped-def]
+    """A real HTTP server answering every request with the status and JSON the test sets."""
+    import json
+    import re
+
+    from werkzeug import Response
+
+    state: dict[str, object] = {"status": 400, "body": {}}
+
+    def handler(_request):  # type: ignore[no-untyped-def]
+        return Response(
+            json.dumps(state["body"]), status=state["status"], content_type="application/json"
+        )
+
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(handler)
+    return httpserver, state
+
+
+def test_a_gemini_key_at_every_offset_of_a_long_error_never_shows(error_server) -> None:
+    from pydantic import SecretStr
+
+    from catwalk.clients.gemini import GeminiImageGenerator
+    from catwalk.domain import ImageRequest
+    from catwalk.errors import ProviderError
+
+    server, state = error_server
+    client = GeminiImageGenerator(api_key=SecretStr(GEMINI_KEY), base_url=server.url_for("/"))
+    request = ImageRequest(
+        product_image=PNG,
+        product_image_mime="image/png",
+        model_type="female",  # type: ignore[arg-type]
+        pose="start",
+        identity_seed=1,
+        product_name="Tee",  # type: ignore[arg-type]
+    )
+    # Every offset around the 300-character cut, and a sample of the rest.
+    offsets = sorted({*range(0, 420, 7), *range(270, 310)})
+    for offset in offsets:
+        state["body"] = {
+            "error": {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": _provider_text(f"key={GEMINI_KEY}", offset),
+            }
+        }
+        with pytest.raises(ProviderError) as caught:
+            client.generate(request)
+        _assert_no_fragment(str(caught.value), GEMINI_KEY)
+        _assert_no_fragment(repr(caught.value), GEMINI_KEY)
+
+
+def test_a_fal_key_at_every_offset_of_validation_details_never_shows(error_server) -> None:
+    from pydantic import SecretStr
+
+    from catwalk.clients.fal_pika import FalPikaVideoGenerator
+    from catwalk.domain import VideoRequest
+    from catwalk.errors import ProviderError
+
+    server, state = error_server
+    client = FalPikaVideoGenerator(
+        api_key=SecretStr(FAL_KEY),
+        base_url=server.url_for("/").rstrip("/"),
+        poll_interval_seconds=0,
+    )
+    request = VideoRequest(
+        start_image=PNG,
+        end_image=PNG,
+        mime_type="image/png",
+        style="smooth",
+        duration_seconds=2,
+        resolution="720p",  # type: ignore[arg-type]
+    )
+    secret_half = FAL_KEY.partition(":")[2]
+    for offset in range(200):  # the 160-character cut of each detail, and past it
+        for body in (
+            {
+                "detail": [
+                    {
+                        "loc": ["body", "prompt"],
+                        "msg": _provider_text(f"Key {FAL_KEY}", offset, 200),
+                    }
+                ]
+            },
+            {"detail": _provider_text(f"Key {secret_half}", offset * 2, 420)},
+        ):
+            state["status"], state["body"] = 422, body
+            with pytest.raises(ProviderError) as caught:
+                client._submit(request)
+            _assert_no_fragment(str(caught.value), secret_half)
+
+
+@given(
+    before=st.text(alphabet=" abcdefghijklmnopqrstuvwxyz.,", max_size=400),
+    after=st.text(alphabet=" abcdefghijklmnopqrstuvwxyz.,", max_size=400),
+    limit=st.integers(min_value=20, max_value=400),
+)
+@settings_(max_examples=300, deadline=None)
+def test_scrub_then_cut_never_leaves_part_of_a_key(before: str, after: str, limit: int) -> None:
+    from catwalk.clients._http import short
+    from catwalk.scrub import register_secret
+
+    register_secret(GEMINI_KEY)
+    _assert_no_fragment(short(before + GEMINI_KEY + after, limit), GEMINI_KEY)
+
+
+def test_job_rows_events_logs_and_error_text_are_scrubbed(settings, monkeypatch, caplog) -> None:
+    import logging
+
+    from catwalk.db import models, queries
+    from catwalk.db.session import session_scope
+
+    from catwalk.errors import PermanentProviderError
+    from tests.conftest import reset_settings
+
+    reset_settings(monkeypatch, NANO_BANANA_API_KEY="sk-live-0123456789abcdef")
+    secret = "sk-live-0123456789abcdef"
+    with session_scope() as session:
+        queries.upsert_product(session=session, product_id="p1", name="P", images=[])
+        job = models.VideoJob(product_id="p1", error_message=f"boom {secret} boom")
+        session.add(job)
+        session.flush()
+        queries.record_event(
+            session=session, job_id=job.id, step="images", kind="failed", message=f"x{secret}x"
+        )
+        job_id = job.id
+    with session_scope() as session:
+        stored = session.get(models.VideoJob, job_id)
+        assert stored is not None and secret not in (stored.error_message or "")
+        assert all(secret not in e.message for e in stored.events)
+        assert "***" in (stored.error_message or "")
+    exc = PermanentProviderError(f"the key {secret} was refused", provider="gemini")
+    # Prefect builds a failed state's message from str(exc): that is scrubbed too.
+    assert secret not in str(exc) and secret not in repr(exc)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("catwalk.test").info("calling with %s", secret)
+        try:
+            raise RuntimeError(f"inner {secret}")
+        except RuntimeError:
+            logging.getLogger("prefect.test").exception("failed")
+    assert secret not in caplog.text
+    assert "***" in caplog.text
