@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
@@ -51,6 +52,22 @@ def money(amount: Decimal | float | None, *, places: int = 2) -> str:
     return f"${float(amount):,.{places}f}"
 
 
+_MARKUP = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md(value: object) -> str:
+    """Data (a name, an id, an error) made inert for Streamlit's Markdown widgets.
+
+    Names and errors are data, never markup: every ASCII punctuation character is
+    backslash-escaped (CommonMark's escape, which also covers Streamlit's ``:color[...]``
+    directives and ``$`` maths), so ``![x](http://...)`` shows as those characters and makes
+    the browser fetch nothing; line breaks become spaces. Use ``st.text`` where a widget
+    takes plain text.
+    """
+    text = " ".join(str(value).split())
+    return _MARKUP.sub(r"\\\1", text)
+
+
 def flash(kind: FlashKind, text: str) -> None:
     """Queue a note for the top of the next run (actions run in callbacks, before the page)."""
     st.session_state.setdefault("flash", []).append((kind, text))
@@ -58,4 +75,5 @@ def flash(kind: FlashKind, text: str) -> None:
 
 def show_flashes() -> None:
     for kind, text in st.session_state.pop("flash", []):
-        getattr(st, kind)(text)
+        # Flash notes quote ids and error messages (data): shown as text, never Markdown.
+        getattr(st, kind)(md(text))

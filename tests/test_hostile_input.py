@@ -25,6 +25,7 @@ from PIL import Image
 
 from catwalk.clients import media
 from catwalk.errors import ProductImageError
+from tests.test_dashboard_browser import dashboard  # noqa: F401 (the running dashboard fixture)
 
 
 def _png(width: int = 64, height: int = 64) -> bytes:
@@ -452,3 +453,241 @@ def test_job_rows_events_logs_and_error_text_are_scrubbed(settings, monkeypatch,
             logging.getLogger("prefect.test").exception("failed")
     assert secret not in caplog.text
     assert "***" in caplog.text
+
+
+# --- 3. Names are data, never markup ------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_hostile_name_renders_as_text_and_fetches_nothing(dashboard, tmp_path) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT
+
+    hits: list[str] = []
+
+    class Trap(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(PNG)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    trap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trap)
+    threading.Thread(target=trap.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{trap.server_address[1]}"
+    name = (
+        f"Evil ![pixel]({base}/md-pixel.png) <img src='{base}/html-img.png' "
+        f"onerror='fetch(\"{base}/onerror\")'> [click]({base}/link) :red[red] **bold**"
+    )
+    photo = dashboard.home / "catalog" / "demo-tee.png"
+    broken = dashboard.home / "catalog" / "broken.png"
+    broken.write_bytes(b"this is not an image at all")
+    script = (
+        "import sys\n"
+        "from catwalk.db import queries, session_scope\n"
+        "with session_scope() as s:\n"
+        "    queries.upsert_product(session=s, product_id='aaa-broken', name='Broken photo',"
+        " images=[sys.argv[3]])\n"
+        "    queries.upsert_product(session=s, product_id='aab-evil', name=sys.argv[1],"
+        " images=[sys.argv[2]])\n"
+    )
+    photos = sorted(
+        p for p in (dashboard.home / "catalog").iterdir() if p.suffix in (".png", ".jpg")
+    )
+    photo = next(p for p in photos if p != broken)
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DATABASE_URL",))}
+    env["CATWALK_HOME"] = str(dashboard.home)
+    subprocess.run(
+        [sys.executable, "-c", script, name, str(photo), str(broken)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        try:
+            page.goto(dashboard.url)
+            page.locator("input[type=password]").fill(dashboard.password)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.get_by_role("heading", name="Products", exact=True)).to_be_visible()
+            card = page.locator(".st-key-card_aab-evil")
+            expect(card).to_be_visible()
+            # The name shows as the characters it is made of.
+            expect(card).to_contain_text("![pixel](")
+            expect(card).to_contain_text("<img src=")
+            expect(card).to_contain_text(":red[red] **bold**")
+            assert card.locator(f"img[src^='{base}']").count() == 0
+            assert card.locator(f"a[href^='{base}']").count() == 0
+            # The broken card says so, and the cards after it are drawn.
+            expect(page.get_by_text("Product aaa-broken cannot be shown")).to_be_visible()
+            expect(page.locator(".st-key-card_demo-tee img").first).to_be_visible()
+            page.wait_for_timeout(1500)
+        finally:
+            browser.close()
+            trap.shutdown()
+    assert hits == []
+    assert not [u for u in requested if u.startswith(base)]
+
+
+# --- 4. The API refuses before it reads ---------------------------------------------------
+
+API_TOKEN = "hostile-test-token-9f3c2a7b1e"
+API_PATH = "/api/admin/video-generation"
+
+
+@pytest.fixture
+def api_server(settings) -> Iterator[tuple[str, int, int]]:
+    """``catwalk api`` in its own process: (host, port, pid)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CATWALK_HOME": str(settings.catwalk_home), "CATWALK_API_TOKEN": API_TOKEN}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catwalk.cli", "api", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
+            if found:
+                break
+        else:
+            pytest.fail("catwalk api exited without serving")
+        yield "127.0.0.1", int(found.group(1)), proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _stream_post(host: str, port: int, headers: str, total: int, pid: int) -> tuple[str, int]:
+    """POST ``total`` bytes as fast as the server takes them; (status line, peak RSS)."""
+    chunk = b"{" + b"a" * (1024 * 1024 - 1)
+    if "chunked" in headers:
+        chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    peak = _rss_bytes(pid)
+    sent = 0
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"POST {API_PATH} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        sock.settimeout(0.0)
+        answer = b""
+        while sent < total:
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            if answer:
+                break
+            try:
+                sock.settimeout(5)
+                sent += sock.send(chunk)
+                sock.settimeout(0.0)
+            except OSError:
+                break  # the server closed: it answered and stopped reading
+            if sent % (32 * 1024 * 1024) < len(chunk):
+                peak = max(peak, _rss_bytes(pid))
+        sock.settimeout(10)
+        while b"\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    peak = max(peak, _rss_bytes(pid))
+    return answer.split(b"\r\n", 1)[0].decode(), peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (f"Content-Type: application/json\r\nContent-Length: {300 * 1024 * 1024}\r\n", "401"),
+        ("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n", "401"),
+        (
+            f"Authorization: Bearer {API_TOKEN}\r\nContent-Length: {300 * 1024 * 1024}\r\n",
+            "413",
+        ),
+    ],
+    ids=["no-token", "no-token-chunked", "token-too-large"],
+)
+def test_a_300_mb_post_is_refused_without_being_read(api_server, headers, expected) -> None:
+    host, port, pid = api_server
+    before = _rss_bytes(pid)
+    status, peak = _stream_post(host, port, headers, 300 * 1024 * 1024, pid)
+    assert status.split()[1] == expected, status
+    assert peak - before < 20 * 1024 * 1024, f"RSS grew {(peak - before) / 1e6:.1f} MB"
+
+
+def test_an_authenticated_chunked_body_is_cut_at_the_cap(api_server) -> None:
+    # No Content-Length to refuse up front: the cap counts bytes as they are read.
+    host, port, _pid = api_server
+    frame = b"1000\r\n" + b" " * 4096 + b"\r\n"
+    sent = 0
+    answer = b""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST {API_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+        sock.settimeout(0.05)
+        while sent < 50 * 1024 * 1024 and b"\r\n" not in answer:
+            try:
+                answer += sock.recv(65536)
+                continue
+            except TimeoutError:
+                pass
+            try:
+                sock.sendall(frame)
+            except OSError:
+                break
+            sent += 4096
+        sock.settimeout(10)
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"API_MAX_BODY_BYTES" in answer or b"413" in answer
+    assert sent < 4 * 1024 * 1024  # answered soon after the cap, not after reading it all
+
+
+def test_weak_api_tokens_are_refused_at_start_up() -> None:
+    from catwalk import config
+    from catwalk.api.auth import resolve_token
+    from catwalk.errors import ConfigError
+
+    for weak in (" " * 16, "a" * 32, "abababababababab", "abcd" * 8, "token with spaces in it"):
+        with pytest.raises(ConfigError, match="too weak"):
+            resolve_token(config.Settings(CATWALK_API_TOKEN=weak))
+    assert resolve_token(config.Settings(CATWALK_API_TOKEN=API_TOKEN)) == (API_TOKEN, False)
