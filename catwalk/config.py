@@ -120,6 +120,8 @@ class Settings(BaseSettings):
         default="generate-product-video/default", alias="CATWALK_DEPLOYMENT"
     )
     max_concurrent_jobs: int = Field(default=10, ge=1, alias="MAX_CONCURRENT_JOBS")
+    # Embedded mode: job processes at once; a burst queues behind them (catwalk/local_queue.py).
+    local_job_processes: int = Field(default=4, ge=1, le=64, alias="LOCAL_JOB_PROCESSES")
     image_provider_concurrency: int = Field(default=10, ge=1, alias="IMAGE_PROVIDER_CONCURRENCY")
     video_provider_concurrency: int = Field(default=10, ge=1, alias="VIDEO_PROVIDER_CONCURRENCY")
     job_timeout_seconds: int = Field(default=600, ge=10, alias="JOB_TIMEOUT_SECONDS")

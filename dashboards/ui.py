@@ -52,20 +52,23 @@ def money(amount: Decimal | float | None, *, places: int = 2) -> str:
     return f"${float(amount):,.{places}f}"
 
 
-_MARKUP = re.compile(r"([!-/:-@\[-`{-~])")
+# What makes Markdown do something: links and images ([ ] !), HTML and autolinks (< >),
+# emphasis and code (* _ ` ~), Streamlit's :color[...] directives ([ ]), maths ($), tables
+# (|), headings (#) and the escape itself. Plain punctuation (. , : - ( ) % @) stays as is.
+_MARKUP = re.compile(r"([\\`*_\[\]<>!$~|#{}])")
+_LIST_START = re.compile(r"^(\d+)([.)])|^([-+])")
 
 
 def md(value: object) -> str:
     """Data (a name, an id, an error) made inert for Streamlit's Markdown widgets.
 
-    Names and errors are data, never markup: every ASCII punctuation character is
-    backslash-escaped (CommonMark's escape, which also covers Streamlit's ``:color[...]``
-    directives and ``$`` maths), so ``![x](http://...)`` shows as those characters and makes
-    the browser fetch nothing; line breaks become spaces. Use ``st.text`` where a widget
-    takes plain text.
+    Names and errors are data, never markup: every character Markdown acts on is
+    backslash-escaped (CommonMark's escape), so ``![x](http://...)`` shows as those
+    characters and makes the browser fetch nothing; line breaks become spaces, and a
+    leading list marker is escaped. Where a widget takes plain text, use ``st.text``.
     """
-    text = " ".join(str(value).split())
-    return _MARKUP.sub(r"\\\1", text)
+    text = _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+    return _LIST_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
 
 
 def flash(kind: FlashKind, text: str) -> None:

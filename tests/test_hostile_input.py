@@ -485,10 +485,9 @@ def test_a_hostile_name_renders_as_text_and_fetches_nothing(dashboard, tmp_path)
     threading.Thread(target=trap.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{trap.server_address[1]}"
     name = (
-        f"Evil ![pixel]({base}/md-pixel.png) <img src='{base}/html-img.png' "
-        f"onerror='fetch(\"{base}/onerror\")'> [click]({base}/link) :red[red] **bold**"
+        f"Evil ![p]({base}/md.png) <img src='{base}/img.png' "
+        f"onerror='fetch(\"{base}/e\")'> [click]({base}/a) :red[red] **bold**"
     )
-    photo = dashboard.home / "catalog" / "demo-tee.png"
     broken = dashboard.home / "catalog" / "broken.png"
     broken.write_bytes(b"this is not an image at all")
     script = (
@@ -528,7 +527,7 @@ def test_a_hostile_name_renders_as_text_and_fetches_nothing(dashboard, tmp_path)
             card = page.locator(".st-key-card_aab-evil")
             expect(card).to_be_visible()
             # The name shows as the characters it is made of.
-            expect(card).to_contain_text("![pixel](")
+            expect(card).to_contain_text("![p](")
             expect(card).to_contain_text("<img src=")
             expect(card).to_contain_text(":red[red] **bold**")
             assert card.locator(f"img[src^='{base}']").count() == 0
@@ -691,3 +690,323 @@ def test_weak_api_tokens_are_refused_at_start_up() -> None:
         with pytest.raises(ConfigError, match="too weak"):
             resolve_token(config.Settings(CATWALK_API_TOKEN=weak))
     assert resolve_token(config.Settings(CATWALK_API_TOKEN=API_TOKEN)) == (API_TOKEN, False)
+
+
+# --- Images decoded within limits ---------------------------------------------------------
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG claiming ``width`` x ``height`` with one tiny compressed row: a bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (width * 3 + 1), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000, 60_000])
+def test_giant_images_are_refused_from_the_header(settings, side) -> None:
+    data = _png_header_only(side, side)
+    assert len(data) < 1024 * 1024  # small on disk: only the header says how big it is
+    for check in (media.identify_image, lambda d, source: media.normalize_image(d, source=source)):
+        with pytest.raises(ProductImageError, match=r"too large|MAX_IMAGE_PIXELS"):
+            check(data, source="photo.png")
+
+
+def test_a_decompression_bomb_does_not_decode(settings) -> None:
+    import resource
+
+    # 9000 x 4500 = 40.5 MP: just over the cap, 150 KB of zeros inflating to 121 MB.
+    bomb = _png_header_only(9000, 4500)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ProductImageError, match="MAX_IMAGE_PIXELS"):
+        media.normalize_image(bomb, source="bomb.png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB
+
+
+def test_the_pixel_cap_is_a_setting(settings, monkeypatch) -> None:
+    from tests.conftest import reset_settings
+
+    reset_settings(monkeypatch, MAX_IMAGE_PIXELS="2000")
+    with pytest.raises(ProductImageError, match="over 0.002 MP"):
+        media.identify_image(_png(64, 64), source="p.png")
+    reset_settings(monkeypatch, MAX_IMAGE_PIXELS="5000")
+    assert media.identify_image(_png(64, 64), source="p.png") == ("PNG", 64, 64)
+
+
+# --- Ids and names at the door; import rules; markup in the CLI ---------------------------
+
+
+def _cli(*args: str):  # type: ignore[no-untyped-def]
+    from tests.test_cli import catwalk
+
+    return catwalk(*args)
+
+
+def _one_line(result) -> str:  # type: ignore[no-untyped-def]
+    from tests.test_cli import _one_line_error
+
+    return _one_line_error(result)
+
+
+def test_products_add_never_overwrites_silently(settings, tmp_path) -> None:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    photo = tmp_path / "p.png"
+    photo.write_bytes(PNG)
+    other = tmp_path / "q.png"
+    other.write_bytes(_png(80, 80))
+    assert _cli("products", "add", "Dup", str(photo)).returncode == 0
+    refused = _one_line(_cli("products", "add", "Dup!", str(other)))
+    assert "product 'dup' exists" in refused and "--replace" in refused
+    with session_scope() as session:
+        assert queries.get_product(session=session, product_id="dup").images == [str(photo)]
+    assert _cli("products", "add", "Dup!", str(other), "--replace").returncode == 0
+    with session_scope() as session:
+        product = queries.get_product(session=session, product_id="dup")
+        assert (product.name, product.images) == ("Dup!", [str(other)])
+    assert "name cannot be empty" in _one_line(_cli("products", "add", "", str(photo)))
+    assert "cannot make an id" in _one_line(_cli("products", "add", "!!!", str(photo)))
+    assert "invalid product id" in _one_line(
+        _cli("products", "add", "X", str(photo), "--id", "a/b")
+    )
+    assert "outside the folders" in _one_line(_cli("products", "add", "Pw", "/etc/passwd"))
+    assert "--limit" in _cli("jobs", "--limit", "-1").stderr
+
+
+def test_an_import_is_checked_whole_before_anything_is_written(settings, tmp_path) -> None:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    (tmp_path / "p.png").write_bytes(PNG)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,name,images\nsku-1,A,p.png\nsku-2,B,p.png\nsku-1,C,p.png\n")
+    line = _one_line(_cli("products", "import", str(dup)))
+    assert "nothing imported" in line and "line 4: id 'sku-1' already used at line 2" in line
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '[{"id": "ok", "name": "Fine", "images": ["p.png"]},'
+        ' {"id": "l", "name": ["a", "b"], "images": []},'
+        ' {"id": "n\\u0000ul", "name": "x", "images": []}]'
+    )
+    line = _one_line(_cli("products", "import", str(bad)))
+    assert "item 2: a product name must be text" in line and "item 3: invalid product id" in line
+    with session_scope() as session:
+        assert queries.list_products(session=session) == []
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffid,name,images\nsku-9,Bom,p.png\n".encode())
+    assert _cli("products", "import", str(bom)).returncode == 0
+    with session_scope() as session:
+        assert [p.id for p in queries.list_products(session=session)] == ["sku-9"]
+
+
+def test_rich_markup_in_names_and_errors_is_printed_as_text(settings, tmp_path) -> None:
+    from catwalk.db import models
+    from catwalk.db.session import session_scope
+
+    photo = tmp_path / "p.png"
+    photo.write_bytes(PNG)
+    assert (
+        _cli("products", "add", "[/] [bold]x[/bold] [red", str(photo), "--id", "m1").returncode == 0
+    )
+    with session_scope() as session:
+        job = models.VideoJob(product_id="m1", error_message="bad [/] markup [link=x]y[/link]")
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    listing = _cli("products")
+    assert listing.returncode == 0, listing.stderr
+    assert "[/] [bold]x[/bold] [red" in listing.stdout
+    jobs = _cli("jobs")
+    assert jobs.returncode == 0 and "bad [/] markup" in jobs.stdout, jobs.stderr
+    status = _cli("status", job_id)
+    assert status.returncode == 0 and "[/]" in status.stdout, status.stderr
+
+
+def test_nul_bytes_surrogates_and_long_values_on_this_database(settings) -> None:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+    from fastapi.testclient import TestClient
+
+    from catwalk.api import create_app
+    from catwalk.errors import InputError, ProductNotFound
+    from tests.test_api import RecordingLauncher
+
+    with session_scope() as session:
+        saved = queries.upsert_product(
+            session=session, product_id="nul-ok", name="Tee\x00 with\x1b[31m NUL\u202e", images=[]
+        )
+        assert saved.name == "Tee with[31m NUL"
+    for bad_id in ("a\x00b", "\ud800", "x" * 65, "", "../x", "a b"):
+        with session_scope() as session, pytest.raises(InputError, match="invalid product id"):
+            queries.upsert_product(session=session, product_id=bad_id, name="n", images=[])
+        with session_scope() as session:
+            assert queries.get_job(session=session, job_id=bad_id) is None
+            with pytest.raises(ProductNotFound):
+                queries.get_product(session=session, product_id=bad_id)
+    with session_scope() as session, pytest.raises(InputError, match="at most 200"):
+        queries.upsert_product(session=session, product_id="long", name="n" * 201, images=[])
+    with session_scope() as session, pytest.raises(InputError, match="control characters"):
+        queries.upsert_product(session=session, product_id="img", name="n", images=["a\x00.png"])
+
+    app = create_app(settings, launcher=RecordingLauncher(), token=API_TOKEN)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with TestClient(app) as client:
+        assert client.get(f"{API_PATH}/a%00b", headers=auth).status_code == 404
+        posted = client.post(API_PATH, headers=auth, json={"productId": "a\x00b"})
+        assert posted.status_code == 422, posted.text
+        assert "Traceback" not in posted.text and "SELECT" not in posted.text
+
+
+def test_a_malformed_password_hash_stops_the_dashboard_with_one_line(settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from catwalk.dashboards import auth
+
+    good = auth.hash_password("correct horse battery")
+    auth.check_hash_format(good)
+    for bad in ("not-a-hash", "scrypt$16384$8$1$c2FsdA", good.replace("$16384$", "$1073741824$")):
+        env = {**os.environ, "CATWALK_HOME": str(settings.catwalk_home)}
+        env["CATWALK_ADMIN_PASSWORD_HASH"] = bad
+        env.pop("DATABASE_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "catwalk.cli", "dashboard", "--port", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            "error: CATWALK_ADMIN_PASSWORD_HASH is not a catwalk scrypt hash "
+            "(make one with `catwalk hash-password`)"
+        ), result.stderr
+
+
+# --- Embedded burst: a bounded queue, no stranded job -------------------------------------
+
+
+def _catalog_with_photos(count: int) -> list[str]:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    from catwalk import config
+
+    folder = config.get_settings().catwalk_home / "catalog"
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    with session_scope() as session:
+        for n in range(count):
+            photo = folder / f"p{n}.png"
+            photo.write_bytes(_png(64 + n, 64))
+            queries.upsert_product(
+                session=session, product_id=f"burst-{n}", name=f"Burst {n}", images=[str(photo)]
+            )
+            ids.append(f"burst-{n}")
+    return ids
+
+
+def test_a_job_whose_process_dies_before_starting_is_retried_then_failed(
+    settings, monkeypatch, db_backend
+) -> None:
+    import sys
+
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    from catwalk import local_queue
+    from catwalk.domain import JobStatus
+    from catwalk.submission import submit_job
+    from tests.test_api import RecordingLauncher
+
+    if db_backend != "sqlite":
+        pytest.skip("embedded mode runs on SQLite")
+    (product,) = _catalog_with_photos(1)
+    job_id = submit_job(product, {}, launcher=RecordingLauncher()).job_id
+    started: list[str] = []
+
+    def dies_at_once(job: str) -> list[str]:
+        started.append(job)
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+    monkeypatch.setattr(local_queue, "job_command", dies_at_once)
+    local_queue.spool(settings.catwalk_home, job_id)
+    began = time.monotonic()
+    local_queue.run(settings.catwalk_home, processes=2)
+    assert time.monotonic() - began < 60
+    assert started == [job_id] * local_queue.START_ATTEMPTS
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None and job.status is JobStatus.FAILED
+        assert "exited 3 times before starting" in (job.error_message or "")
+    assert list(local_queue.queue_dir(settings.catwalk_home).iterdir()) == []
+
+
+@pytest.mark.slow
+def test_twenty_embedded_submissions_at_once_all_end(settings, db_backend) -> None:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    from catwalk.submission import LocalProcessLauncher, submit_job
+
+    if db_backend != "sqlite":
+        pytest.skip("embedded mode runs on SQLite")
+    products = _catalog_with_photos(20)
+    launcher = LocalProcessLauncher(settings)
+    threads = [
+        threading.Thread(target=submit_job, args=(p, {}), kwargs={"launcher": launcher})
+        for p in products
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = _job_ids()
+    assert len(ids) == 20
+    most = 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        most = max(most, len(_job_processes(ids)))
+        with session_scope() as session:
+            jobs = queries.list_jobs(session=session, limit=100)
+            if all(j.status.is_final for j in jobs):
+                break
+        time.sleep(0.5)
+    with session_scope() as session:
+        statuses = [j.status.value for j in queries.list_jobs(session=session, limit=100)]
+    assert all(s in ("COMPLETED", "FAILED") for s in statuses), statuses
+    assert statuses.count("COMPLETED") == 20, statuses
+    assert 1 <= most <= settings.local_job_processes, most
+
+
+def _job_processes(ids: set[str]) -> list[int]:
+    """Pids of ``run-job`` processes for these jobs (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"run-job" in args and any(a.decode(errors="replace") in ids for a in args):
+            found.append(int(entry.name))
+    return found
+
+
+def _job_ids() -> set[str]:
+    from catwalk.db import queries
+    from catwalk.db.session import session_scope
+
+    with session_scope() as session:
+        return {j.id for j in queries.list_jobs(session=session, limit=100)}
