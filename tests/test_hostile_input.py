@@ -1010,3 +1010,21 @@ def _job_ids() -> set[str]:
 
     with session_scope() as session:
         return {j.id for j in queries.list_jobs(session=session, limit=100)}
+
+
+def test_head_answers_like_get_without_a_body(settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from catwalk.api import create_app
+    from tests.test_api import RecordingLauncher
+
+    app = create_app(settings, launcher=RecordingLauncher(), token=API_TOKEN)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with TestClient(app) as client:
+        head = client.head(f"{API_PATH}/stats", headers=auth)
+        get = client.get(f"{API_PATH}/stats", headers=auth)
+        assert head.status_code == get.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert client.head(f"{API_PATH}/stats").status_code == 401
+        assert client.head(f"{API_PATH}/nope", headers=auth).status_code == 404

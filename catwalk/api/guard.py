@@ -68,7 +68,22 @@ class RefuseBeforeReading:
         if declared.strip().isdigit() and int(declared) > self._max:
             await _answer(send, 413, self._too_large())
             return
+        if scope.get("method") == "HEAD":
+            await self._head_as_get(scope, receive, send)
+            return
         await self._capped(scope, receive, send)
+
+    async def _head_as_get(self, scope: Scope, receive: Any, send: Any) -> None:
+        """HEAD answers what GET would, without the body (RFC 9110), not 405."""
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body"):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
     def _too_large(self) -> str:
         return f"request body larger than {self._max} bytes (API_MAX_BODY_BYTES)"
