@@ -25,6 +25,7 @@ from PIL import Image
 
 from catwalk.clients import media
 from catwalk.errors import ProductImageError
+from tests.conftest import reset_settings
 from tests.test_dashboard_browser import dashboard  # noqa: F401 (the running dashboard fixture)
 
 
@@ -231,7 +232,6 @@ def test_a_dripping_server_is_cut_at_the_total_deadline(servers) -> None:
 def test_only_http_urls_and_paths_inside_the_roots_are_read(
     settings, tmp_path, monkeypatch
 ) -> None:
-    from tests.conftest import reset_settings
 
     inside = tmp_path / "catalog" / "p.png"
     inside.parent.mkdir()
@@ -250,7 +250,6 @@ def test_only_http_urls_and_paths_inside_the_roots_are_read(
 def test_the_default_roots_are_the_current_directory_and_catwalk_home(
     settings, monkeypatch
 ) -> None:
-    from tests.conftest import reset_settings
 
     monkeypatch.delenv("MEDIA_IMPORT_ROOTS")
     current = reset_settings(monkeypatch)
@@ -424,7 +423,6 @@ def test_job_rows_events_logs_and_error_text_are_scrubbed(settings, monkeypatch,
     from catwalk.db.session import session_scope
 
     from catwalk.errors import PermanentProviderError
-    from tests.conftest import reset_settings
 
     reset_settings(monkeypatch, NANO_BANANA_API_KEY="sk-live-0123456789abcdef")
     secret = "sk-live-0123456789abcdef"
@@ -731,7 +729,6 @@ def test_a_decompression_bomb_does_not_decode(settings) -> None:
 
 
 def test_the_pixel_cap_is_a_setting(settings, monkeypatch) -> None:
-    from tests.conftest import reset_settings
 
     reset_settings(monkeypatch, MAX_IMAGE_PIXELS="2000")
     with pytest.raises(ProductImageError, match="over 0.002 MP"):
