@@ -949,16 +949,55 @@ def test_a_job_whose_process_dies_before_starting_is_retried_then_failed(
     assert list(local_queue.queue_dir(settings.catwalk_home).iterdir()) == []
 
 
-@pytest.mark.slow
-def test_twenty_embedded_submissions_at_once_all_end(settings, db_backend) -> None:
+# A stand-in for ``catwalk run-job``: half the jobs' processes die at start-up the first
+# time (as 5 of 13 did in the issue), the others take the job and end it.
+_STAND_IN_JOB = """
+import sys, time
+from pathlib import Path
+job_id, marker = sys.argv[2], Path(sys.argv[3])
+if int(job_id, 16) % 2 and not marker.exists():
+    marker.write_text("died")
+    raise SystemExit(1)
+from catwalk.db import queries, session_scope
+from catwalk.domain import JobStatus
+with session_scope() as s:
+    job = queries.get_job(session=s, job_id=job_id)
+    job.status = JobStatus.GENERATING_IMAGES
+time.sleep(0.5)
+with session_scope() as s:
+    job = queries.get_job(session=s, job_id=job_id)
+    job.status = JobStatus.COMPLETED
+"""
+
+
+def test_twenty_embedded_submissions_at_once_all_end(settings, db_backend, monkeypatch) -> None:
+    import sys
+
     from catwalk.db import queries
     from catwalk.db.session import session_scope
 
+    from catwalk import local_queue
     from catwalk.submission import LocalProcessLauncher, submit_job
 
     if db_backend != "sqlite":
         pytest.skip("embedded mode runs on SQLite")
     products = _catalog_with_photos(20)
+    home = settings.catwalk_home
+    runners: list[Path] = []
+    # The runner runs in this test (to use the stand-in); the launcher must still spool.
+    monkeypatch.setattr(local_queue, "ensure_runner", lambda h, env: runners.append(h))
+    monkeypatch.setattr(
+        local_queue,
+        "job_command",
+        lambda job_id: [
+            sys.executable,
+            "-c",
+            _STAND_IN_JOB,
+            "run-job",
+            job_id,
+            str(home / f"{job_id}.died"),
+        ],
+    )
     launcher = LocalProcessLauncher(settings)
     threads = [
         threading.Thread(target=submit_job, args=(p, {}), kwargs={"launcher": launcher})
@@ -969,21 +1008,23 @@ def test_twenty_embedded_submissions_at_once_all_end(settings, db_backend) -> No
     for t in threads:
         t.join()
     ids = _job_ids()
-    assert len(ids) == 20
+    assert len(ids) == 20 and len(runners) == 20
+    assert len(list(local_queue.queue_dir(home).glob("*.job"))) == 20
+    runner = threading.Thread(target=local_queue.run, args=(home,), kwargs={"processes": 4})
+    began = time.monotonic()
+    runner.start()
     most = 0
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
+    while runner.is_alive() and time.monotonic() - began < 600:
         most = max(most, len(_job_processes(ids)))
-        with session_scope() as session:
-            jobs = queries.list_jobs(session=session, limit=100)
-            if all(j.status.is_final for j in jobs):
-                break
-        time.sleep(0.5)
+        time.sleep(0.05)
+    runner.join(timeout=1)
+    assert not runner.is_alive()
     with session_scope() as session:
         statuses = [j.status.value for j in queries.list_jobs(session=session, limit=100)]
-    assert all(s in ("COMPLETED", "FAILED") for s in statuses), statuses
     assert statuses.count("COMPLETED") == 20, statuses
-    assert 1 <= most <= settings.local_job_processes, most
+    assert 1 <= most <= 4, most
+    died = len(list(home.glob("*.died")))
+    assert died >= 3  # some did die at start-up, and were started again
 
 
 def _job_processes(ids: set[str]) -> list[int]:
