@@ -104,12 +104,24 @@ class Settings(BaseSettings):
     limits_timezone: str = Field(default="UTC", alias="LIMITS_TIMEZONE")
     prices_file: Path | None = Field(default=None, alias="CATWALK_PRICES_FILE")
 
+    # Outside input (README "Security"). Photo URLs may not reach private, loopback or
+    # link-local addresses unless the shop serves its photos from its own network.
+    allow_private_media_hosts: bool = Field(default=False, alias="ALLOW_PRIVATE_MEDIA_HOSTS")
+    # Comma list of folders local photo paths must be inside (default: the current
+    # directory and CATWALK_HOME).
+    media_import_roots: str = Field(default="", alias="MEDIA_IMPORT_ROOTS")
+    # Checked from the image header before any pixel is decoded (40 MP).
+    max_image_pixels: int = Field(default=40_000_000, ge=1024, alias="MAX_IMAGE_PIXELS")
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024, alias="API_MAX_BODY_BYTES")
+
     # Orchestration.
     launcher: LauncherName = Field(default="local", alias="CATWALK_LAUNCHER")
     deployment_name: str = Field(
         default="generate-product-video/default", alias="CATWALK_DEPLOYMENT"
     )
     max_concurrent_jobs: int = Field(default=10, ge=1, alias="MAX_CONCURRENT_JOBS")
+    # Embedded mode: job processes at once; a burst queues behind them (catwalk/local_queue.py).
+    local_job_processes: int = Field(default=4, ge=1, le=64, alias="LOCAL_JOB_PROCESSES")
     image_provider_concurrency: int = Field(default=10, ge=1, alias="IMAGE_PROVIDER_CONCURRENCY")
     video_provider_concurrency: int = Field(default=10, ge=1, alias="VIDEO_PROVIDER_CONCURRENCY")
     job_timeout_seconds: int = Field(default=600, ge=10, alias="JOB_TIMEOUT_SECONDS")

@@ -34,9 +34,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from catwalk.domain import Usage
 
+from catwalk.scrub import install_log_scrubbing, scrub
+
 
 class CatwalkError(Exception):
     """Base of every error catwalk raises on purpose."""
+
+    # Every message of ours (API and CLI errors, job rows, Prefect state messages, which are
+    # made from str(exc)) is scrubbed of secrets here, in one place.
+    def __str__(self) -> str:
+        return scrub(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
     @property
     def user_message(self) -> str:
@@ -162,3 +172,8 @@ def describe(exc: BaseException) -> str:
         return "stopped before finishing: the job ran past its time limit or was cancelled"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"internal error ({type(exc).__name__}){': ' + text if text else ''}"
+
+
+# Every log record, from any library (Prefect's API log handler included), is scrubbed when
+# it is made; errors.py is imported by every entry point, so this runs before any logging.
+install_log_scrubbing()

@@ -13,8 +13,6 @@ the dashboard's tests) without patching.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,7 +65,11 @@ class Launcher(Protocol):
 
 
 class LocalProcessLauncher:
-    """Embedded mode: one background process per job (``catwalk run-job``)."""
+    """Embedded mode: jobs queue for a bounded number of background processes.
+
+    Each job is spooled and run by ``catwalk run-job`` from the home's one queue runner
+    (``catwalk/local_queue.py``), at most ``LOCAL_JOB_PROCESSES`` at once.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -84,15 +86,10 @@ class LocalProcessLauncher:
             "CATWALK_HOME": str(self._settings.catwalk_home),
             "DATABASE_URL": self._settings.effective_database_url,
         }
-        with open(logs / f"job-{job_id}.log", "ab") as log:
-            subprocess.Popen(
-                [sys.executable, "-m", "catwalk.cli", "run-job", job_id],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # outlives the CLI, the dashboard's rerun, a Ctrl-C
-                env=env,
-            )
+        from catwalk import local_queue
+
+        local_queue.spool(self._settings.catwalk_home, job_id)
+        local_queue.ensure_runner(self._settings.catwalk_home, env)
         return None
 
 

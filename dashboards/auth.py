@@ -59,12 +59,40 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
 
 
-def verify_password(password: str, encoded: str) -> bool:
-    """True when ``password`` matches ``encoded``; ConfigError when the hash is malformed."""
+def check_hash_format(encoded: str) -> None:
+    """ConfigError (one line) unless ``encoded`` is a well-formed catwalk scrypt hash.
+
+    Run at start-up, so a typo in CATWALK_ADMIN_PASSWORD_HASH stops ``catwalk dashboard``
+    with one line instead of showing a traceback on the sign-in page. The cost parameters are
+    bounded too: a hash saying n=2**30 would make every sign-in attempt take gigabytes.
+    """
     try:
         scheme, n, r, p, salt, key = encoded.strip().split("$")
-        if scheme != "scrypt":
-            raise ValueError(scheme)
+        n_, r_, p_ = int(n), int(r), int(p)
+        ok = (
+            scheme == "scrypt"
+            and 2**10 <= n_ <= 2**20
+            and n_ & (n_ - 1) == 0
+            and 1 <= r_ <= 32
+            and 1 <= p_ <= 16
+            and n_ * r_ * 128 <= 256 * 1024 * 1024
+            and len(_unb64(salt)) >= 8
+            and len(_unb64(key)) >= 16
+        )
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            "CATWALK_ADMIN_PASSWORD_HASH is not a catwalk scrypt hash "
+            "(make one with `catwalk hash-password`)"
+        )
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches ``encoded``; ConfigError when the hash is malformed."""
+    check_hash_format(encoded)
+    try:
+        _scheme, n, r, p, salt, key = encoded.strip().split("$")
         expected = _unb64(key)
         actual = hashlib.scrypt(
             password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)

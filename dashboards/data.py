@@ -26,7 +26,7 @@ from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, Product, VideoJob
 from sqlalchemy import ScalarSelect, Select, and_, func, or_, select
 
-from catwalk.clients import factory
+from catwalk.clients import factory, media
 from catwalk.config import Settings, get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
 
@@ -73,7 +73,11 @@ def image_source(ref: str | None) -> str | None:
     if ref.startswith(("http://", "https://")):
         return ref
     path = playable(ref) or ref
-    return path if Path(path).is_file() else None
+    # Only files inside MEDIA_IMPORT_ROOTS (a catalog row saying /etc/passwd shows nothing).
+    real = Path(path).resolve()
+    if not any(real.is_relative_to(root) for root in media.import_roots(settings())):
+        return None
+    return path if real.is_file() else None
 
 
 def clear() -> None:

@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any, cast
 
 import streamlit as st
-from catwalk.dashboards import auth, data
+from catwalk.dashboards import auth, data, ui
 from streamlit.errors import StreamlitSecretNotFoundError
 
 _SIGNED_IN = "admin_signed_in"
@@ -57,7 +57,7 @@ def page() -> None:
         st.caption("Product videos, generated. Admins only.")
         email = _oidc_email()
         if email:
-            st.error(f"{email} is signed in but is not a catwalk admin.")
+            st.error(ui.md(f"{email} is signed in but is not a catwalk admin."))
             st.button("Sign out", on_click=st.logout)
             return
         has_password = auth.password_configured(settings)

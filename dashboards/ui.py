@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
@@ -51,6 +52,25 @@ def money(amount: Decimal | float | None, *, places: int = 2) -> str:
     return f"${float(amount):,.{places}f}"
 
 
+# What makes Markdown do something: links and images ([ ] !), HTML and autolinks (< >),
+# emphasis and code (* _ ` ~), Streamlit's :color[...] directives ([ ]), maths ($), tables
+# (|), headings (#) and the escape itself. Plain punctuation (. , : - ( ) % @) stays as is.
+_MARKUP = re.compile(r"([\\`*_\[\]<>!$~|#{}])")
+_LIST_START = re.compile(r"^(\d+)([.)])|^([-+])")
+
+
+def md(value: object) -> str:
+    """Data (a name, an id, an error) made inert for Streamlit's Markdown widgets.
+
+    Names and errors are data, never markup: every character Markdown acts on is
+    backslash-escaped (CommonMark's escape), so ``![x](http://...)`` shows as those
+    characters and makes the browser fetch nothing; line breaks become spaces, and a
+    leading list marker is escaped. Where a widget takes plain text, use ``st.text``.
+    """
+    text = _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+    return _LIST_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
+
+
 def flash(kind: FlashKind, text: str) -> None:
     """Queue a note for the top of the next run (actions run in callbacks, before the page)."""
     st.session_state.setdefault("flash", []).append((kind, text))
@@ -58,4 +78,5 @@ def flash(kind: FlashKind, text: str) -> None:
 
 def show_flashes() -> None:
     for kind, text in st.session_state.pop("flash", []):
-        getattr(st, kind)(text)
+        # Flash notes quote ids and error messages (data): shown as text, never Markdown.
+        getattr(st, kind)(md(text))

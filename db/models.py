@@ -12,9 +12,10 @@ from typing import Any
 
 from catwalk.db.base import Base, IdStr, Money, Timestamp, new_id, utcnow
 from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
+from catwalk.scrub import scrub
 
 _ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
 
@@ -122,6 +123,11 @@ class VideoJob(Base):
         order_by="JobEvent.id",
     )
 
+    # Secrets never reach the database, whichever code path writes the text (catwalk/scrub.py).
+    @validates("error_message")
+    def _scrub_error(self, _key: str, value: str | None) -> str | None:
+        return scrub(value)
+
     def __repr__(self) -> str:
         return f"VideoJob(id={self.id!r}, product_id={self.product_id!r}, status={self.status})"
 
@@ -140,6 +146,10 @@ class JobEvent(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
     job: Mapped[VideoJob] = relationship(back_populates="events")
+
+    @validates("message")
+    def _scrub_message(self, _key: str, value: str) -> str:
+        return scrub(value)
 
     def __repr__(self) -> str:
         return f"JobEvent(job_id={self.job_id!r}, step={self.step!r}, kind={self.kind!r})"
@@ -244,6 +254,10 @@ class Alert(Base):
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A sender claims the alert before posting it, so two senders never post it twice.
     delivery_claimed_at: Mapped[dt.datetime | None]
+
+    @validates("message", "delivery_error")
+    def _scrub_text(self, _key: str, value: str | None) -> str | None:
+        return scrub(value)
 
     def __repr__(self) -> str:
         return f"Alert(kind={self.kind!r}, dedupe_key={self.dedupe_key!r})"

@@ -20,9 +20,13 @@ from sqlalchemy.sql.dml import Insert
 
 from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from catwalk.errors import ConfigError, ProductNotFound
+from catwalk.identifiers import check_id, check_image_ref, clean_name, is_valid_id
 
 
 def upsert_product(*, session: Session, product_id: str, name: str, images: list[str]) -> Product:
+    # Every product write comes through here: the id rule and the name rule (identifiers.py).
+    product_id, name = check_id(product_id), clean_name(name)
+    images = [check_image_ref(i) for i in images]
     product = session.get(Product, product_id)
     if product is None:
         product = Product(id=product_id, name=name, images=list(images))
@@ -35,7 +39,8 @@ def upsert_product(*, session: Session, product_id: str, name: str, images: list
 
 
 def get_product(*, session: Session, product_id: str) -> Product:
-    product = session.get(Product, product_id)
+    # An id outside the rule cannot exist; asking the database (NUL, surrogates) would fail.
+    product = session.get(Product, product_id) if is_valid_id(product_id) else None
     if product is None:
         raise ProductNotFound(product_id)
     return product
@@ -89,7 +94,7 @@ def create_job(
 
 
 def get_job(*, session: Session, job_id: str) -> VideoJob | None:
-    return session.get(VideoJob, job_id)
+    return session.get(VideoJob, job_id) if is_valid_id(job_id) else None
 
 
 def list_jobs(

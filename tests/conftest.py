@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,10 @@ os.environ.setdefault("VIDEO_DURATION_SECONDS", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# The fakes and test servers serve photos from 127.0.0.1 and tests keep photos in their
+# tmp_path: open both doors here (tests/test_hostile_input.py closes them again).
+os.environ.setdefault("ALLOW_PRIVATE_MEDIA_HOSTS", "true")
+os.environ.setdefault("MEDIA_IMPORT_ROOTS", f"{tempfile.gettempdir()},{Path.cwd()}")
 for _name in ("DATABASE_URL", "CATWALK_HOME", "PREFECT_API_URL"):
     os.environ.pop(_name, None)
 

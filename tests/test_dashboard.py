@@ -90,10 +90,12 @@ def signed_in(page: str | None = None, **query: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [t.value for t in at.text]  # names are plain st.text (issue #19)
     parts += [
         e.value for kind in ("success", "info", "warning", "error") for e in getattr(at, kind)
     ]
-    return "\n".join(str(p) for p in parts)
+    # Data is shown with Markdown escapes (ui.md): compare with the characters shown.
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", "\n".join(str(p) for p in parts))
 
 
 def make_job(product_id: str, status: JobStatus, **fields: Any) -> str:

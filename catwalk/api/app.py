@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from catwalk.api.auth import bearer_scheme, check_request, resolve_token
+from catwalk.api.guard import RefuseBeforeReading
 from catwalk.api.schemas import (
     ErrorBody,
     GenerationRequest,
@@ -164,6 +165,13 @@ def create_app(
     app.state.launcher = launcher or default_launcher(settings)
     app.state.threads = threads
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    # Outermost: refuses an unauthenticated or oversized request before FastAPI reads it.
+    app.add_middleware(
+        RefuseBeforeReading,
+        token=app.state.api_token,
+        max_body_bytes=settings.api_max_body_bytes,
+        prefix="/api/",
+    )
 
     guarded = [Depends(_require_token)]
 

@@ -35,6 +35,12 @@ def resolve_token(settings: Settings, *, allow_generated: bool = False) -> tuple
                 f"CATWALK_API_TOKEN is too short: use at least {MIN_TOKEN_LENGTH} characters "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        weak = token_weakness(token)
+        if weak:
+            raise ConfigError(
+                f"CATWALK_API_TOKEN is too weak ({weak}): use a random string "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return token, False
     if allow_generated and settings.database_url is None:
         return secrets.token_urlsafe(32), True
@@ -42,6 +48,22 @@ def resolve_token(settings: Settings, *, allow_generated: bool = False) -> tuple
         "CATWALK_API_TOKEN is not set: the HTTP API never runs without authentication; "
         "set it to a long random string (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
     )
+
+
+MIN_DISTINCT_CHARACTERS = 8
+
+
+def token_weakness(token: str) -> str | None:
+    """Why a token has no real entropy, or None: whitespace, or too few distinct characters.
+
+    Sixteen spaces, "aaaaaaaaaaaaaaaa" or "abababababababab" pass a length check and
+    fall to the first guess; a random token of 16+ characters has far more than 8 distinct.
+    """
+    if any(c.isspace() for c in token):
+        return "it contains whitespace"
+    if len(set(token)) < MIN_DISTINCT_CHARACTERS:
+        return f"fewer than {MIN_DISTINCT_CHARACTERS} distinct characters"
+    return None
 
 
 def unauthorized(reason: str) -> HTTPException:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from catwalk.cli import fakes_cmd
 from catwalk.cli.api_cmd import api
@@ -20,6 +21,7 @@ from catwalk.cli.worker_cmd import worker
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus
 from catwalk.errors import InputError
+from catwalk.identifiers import check_id, check_image_ref, clean_name, slug
 
 if TYPE_CHECKING:
     from catwalk.db.models import VideoJob
@@ -37,6 +39,11 @@ app.command(name="fakes")(fakes_cmd.fakes)
 
 console = Console()
 err = Console(stderr=True)
+
+
+def _cell(value: object) -> Text:
+    """A table cell holding data: a Text, so "[/]" in a name is shown, never parsed as markup."""
+    return Text(str(value))
 
 
 def _urls(job: VideoJob) -> tuple[str | None, str | None]:
@@ -77,12 +84,12 @@ def products_list(ctx: typer.Context) -> None:
         table = Table("id", "name", "images", "video")
         for p in rows:
             video = store.url(p.video_key) if p.video_key else None
-            table.add_row(p.id, p.name, str(len(p.images)), _display_url(video))
+            table.add_row(*map(_cell, (p.id, p.name, len(p.images), _display_url(video))))
     console.print(table)
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "product"
+    return slug(name)
 
 
 def _image_ref(raw: str, *, base: Path) -> str:
@@ -101,27 +108,42 @@ def products_add(
     product_id: Annotated[
         str | None, typer.Option("--id", help="Product id (default: from name).")
     ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the product if the id exists.")
+    ] = False,
 ) -> None:
-    """Add (or update) a product with its photos."""
+    """Add a product with its photos (--replace to overwrite an existing one)."""
     from catwalk.clients.media import identify_image, read_image_source
     from catwalk.db import queries, session_scope
+    from catwalk.db.models import Product
 
-    refs = [_image_ref(i, base=Path.cwd()) for i in images]
+    name = clean_name(name)
+    product_id = check_id(product_id) if product_id is not None else _slug(name)
+    refs = [check_image_ref(_image_ref(i, base=Path.cwd())) for i in images]
     for ref in refs:
         # A typo in a path is cheaper to catch now than at generation time. URLs are left
         # to the job: the shop's CDN may not be reachable from this machine.
         if not ref.startswith(("http://", "https://")):
             identify_image(read_image_source(ref), source=ref)
     with session_scope() as session:
+        existing = session.get(Product, product_id)
+        if existing is not None and not replace:
+            raise InputError(
+                f"product {product_id!r} exists ({existing.name!r}); "
+                "pass --replace to overwrite it, or --id for another id"
+            )
         product = queries.upsert_product(
-            session=session, product_id=product_id or _slug(name), name=name, images=refs
+            session=session, product_id=product_id, name=name, images=refs
         )
-        console.print(f"product [bold]{product.id}[/] saved with {len(refs)} image(s)")
+        console.print(f"product [bold]{escape(product.id)}[/] saved with {len(refs)} image(s)")
 
 
 def _read_catalog(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text()
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text") from exc
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     if path.suffix.lower() == ".json":
@@ -135,7 +157,11 @@ def _read_catalog(path: Path) -> list[dict[str, Any]]:
     reader = csv.DictReader(text.splitlines())
     if reader.fieldnames is None or not {"id", "name", "images"} <= set(reader.fieldnames):
         raise InputError(f"{path} must be a CSV with the header id,name,images")
-    return [{**row, "images": [i for i in (row["images"] or "").split("|") if i]} for row in reader]
+    rows = []
+    for row in reader:
+        row["_line"] = reader.line_num
+        rows.append({**row, "images": [i for i in (row["images"] or "").split("|") if i]})
+    return rows
 
 
 @products_app.command("import")
@@ -145,22 +171,37 @@ def products_import(file: Path) -> None:
 
     rows = _read_catalog(file)
     base = file.resolve().parent
-    count = 0
-    with session_scope() as session:
-        for n, row in enumerate(rows, start=1):
+    # Every row is checked before anything is written: a bad row 900 leaves no half import.
+    products: list[tuple[str, str, list[str]]] = []
+    first_seen: dict[str, str] = {}
+    problems: list[str] = []
+    for n, row in enumerate(rows, start=1):
+        where = f"line {row['_line']}" if isinstance(row, dict) and "_line" in row else f"item {n}"
+        try:
             if not isinstance(row, dict) or not row.get("id") or not row.get("name"):
-                raise InputError(f"{file}: product {n} needs an id and a name")
+                raise InputError("needs an id and a name")
+            product_id, name = check_id(row["id"]), clean_name(row["name"])
             images = row.get("images") or []
             if isinstance(images, str):
                 images = [i for i in images.split("|") if i]
-            queries.upsert_product(
-                session=session,
-                product_id=str(row["id"]),
-                name=str(row["name"]),
-                images=[_image_ref(str(i), base=base) for i in images],
-            )
-            count += 1
-    console.print(f"imported {count} product(s) from {file}")
+            if not isinstance(images, list):
+                raise InputError("images must be a list of paths or URLs")
+            refs = [check_image_ref(_image_ref(check_image_ref(i), base=base)) for i in images]
+        except InputError as exc:
+            problems.append(f"{where}: {exc.user_message}")
+            continue
+        if product_id in first_seen:
+            problems.append(f"{where}: id {product_id!r} already used at {first_seen[product_id]}")
+            continue
+        first_seen[product_id] = where
+        products.append((product_id, name, refs))
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InputError(f"{file}: nothing imported; " + "; ".join(problems[:5]) + more)
+    with session_scope() as session:
+        for product_id, name, refs in products:
+            queries.upsert_product(session=session, product_id=product_id, name=name, images=refs)
+    console.print(f"imported {len(products)} product(s) from {escape(str(file))}", highlight=False)
 
 
 def _follow(job_id: str, *, label: str) -> VideoJob:
@@ -203,15 +244,15 @@ def generate(
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     note = "" if submission.created else " (already in flight)"
-    console.print(f"job [bold]{submission.job_id}[/]{note}")
+    console.print(f"job [bold]{escape(submission.job_id)}[/]{note}")
     if not wait:
         return
-    job = _follow(submission.job_id, label=product_id)
+    job = _follow(submission.job_id, label=escape(product_id))
     if job.status is JobStatus.COMPLETED:
         video_url, _ = _urls(job)
         console.print(f"[green]COMPLETED[/] video: {_display_url(video_url)}")
         return
-    err.print(f"[red]{job.status.value}[/]: {job.error_message}")
+    err.print(f"[red]{job.status.value}[/]: {escape(job.error_message or '')}")
     raise typer.Exit(1)
 
 
@@ -230,14 +271,16 @@ def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
         return
     table = Table(show_header=False)
     for key, value in payload.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        table.add_row(_cell(key), _cell(json.dumps(value) if isinstance(value, dict) else value))
     console.print(table)
 
 
 @app.command()
 def jobs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="How many of the newest jobs.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many of the newest jobs.")
+    ] = 50,
 ) -> None:
     """List the newest jobs."""
     from catwalk.db import queries, session_scope
@@ -249,7 +292,7 @@ def jobs(
         return
     table = Table("job", "product", "status", "progress", "step", "cost $", "error")
     for row in payload:
-        table.add_row(
+        cells = (
             row["jobId"][:12],
             row["productId"],
             row["status"],
@@ -258,6 +301,7 @@ def jobs(
             f"{row['cost']['total']:.4f}",
             row.get("error") or "",
         )
+        table.add_row(*map(_cell, cells))
     console.print(table)
 
 

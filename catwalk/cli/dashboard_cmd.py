@@ -45,6 +45,8 @@ def dashboard(
     get_engine(settings)  # migrate now, not inside the first page view
     app_file = Path(str(resources.files("catwalk.dashboards") / "streamlit_app.py"))
 
+    if settings.admin_password_hash:
+        auth.check_hash_format(settings.admin_password_hash)  # one line now, not a traceback later
     password: str | None = None
     if not (settings.admin_password or settings.admin_password_hash):
         if auth.is_embedded(settings):

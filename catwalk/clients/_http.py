@@ -14,6 +14,7 @@ import httpx
 
 from catwalk.domain import Usage
 from catwalk.errors import PermanentProviderError, ProviderError, TransientProviderError
+from catwalk.scrub import register_secret, scrub, scrub_and_cut
 
 # google.rpc.RetryInfo.retryDelay is a protobuf Duration in JSON: "28s", "1.5s", "0.250s".
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -48,9 +49,11 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
 
 
 def short(text: object, limit: int = _MAX_TEXT) -> str:
-    """One line of provider text, cut to a readable length."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    """One line of provider text, scrubbed of secrets and *then* cut to a readable length.
+
+    In that order: a key straddling the cut would otherwise survive as a prefix.
+    """
+    return scrub_and_cut(text, limit)
 
 
 class Scrubber:
@@ -61,12 +64,14 @@ class Scrubber:
     """
 
     def __init__(self, *secrets: str) -> None:
-        self._secrets = [s for s in secrets if s]
+        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        # Known process-wide too, so logs and job rows written elsewhere are scrubbed of it.
+        register_secret(*self._secrets)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return scrub(text)
 
 
 def transport_error(exc: httpx.TransportError, *, provider: str, what: str) -> ProviderError:

@@ -489,7 +489,7 @@ class FalPikaVideoGenerator:
                 request_id=rid,
                 usage=usage,
             ), True
-        message = self._scrub(short(detail if isinstance(detail, str) else response.reason_phrase))
+        message = short(detail if isinstance(detail, str) else response.reason_phrase)
         if error_type:
             cls = (
                 TransientProviderError
@@ -508,7 +508,7 @@ class FalPikaVideoGenerator:
 
     def _describe_detail(self, item: dict[str, Any]) -> str:
         loc = ".".join(str(x) for x in item.get("loc") or [] if x != "body")
-        msg = self._scrub(short(item.get("msg") or item.get("type") or "invalid", 160))
+        msg = short(item.get("msg") or item.get("type") or "invalid", 160)
         categories = item.get("categories") or (item.get("ctx") or {}).get("categories")
         extra = (
             f" [{', '.join(map(str, categories))}]"
@@ -524,7 +524,7 @@ class FalPikaVideoGenerator:
         detail = body.get("detail") if isinstance(body, dict) else None
         if isinstance(detail, list):
             detail = "; ".join(self._describe_detail(d) for d in detail if isinstance(d, dict))
-        message = self._scrub(short(detail or response.reason_phrase or ""))
+        message = short(detail or response.reason_phrase or "")
         if status in (401, 403):
             text = f"the video provider rejected the API key (HTTP {status}): {message}"
         elif status == 429:

@@ -262,7 +262,7 @@ class GeminiImageGenerator:
             extra = feedback.get("blockReasonMessage")
             raise PermanentProviderError(
                 f"the image model refused this photo: {reason}"
-                + (f" ({self._scrub(short(extra))})" if extra else ""),
+                + (f" ({short(extra)})" if extra else ""),
                 provider=PROVIDER,
                 request_id=response_id,
                 usage=self._usage(body, images=0),
@@ -281,9 +281,9 @@ class GeminiImageGenerator:
         final = [p for p in parts if not p.get("thought")]
         images = [blob for p in final if (blob := _inline(p)) and blob.get("data")]
         texts = [str(p["text"]) for p in final if p.get("text")]
-        said = f": {self._scrub(short(' '.join(texts)))}" if texts else ""
+        said = f": {short(' '.join(texts))}" if texts else ""
         note = candidate.get("finishMessage")
-        why = f" ({self._scrub(short(note))})" if note else said
+        why = f" ({short(note)})" if note else said
 
         if not images:
             usage = self._usage(body, images=0)
@@ -361,7 +361,7 @@ class GeminiImageGenerator:
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, dict) else {}
         canonical = str(error.get("status") or "")
-        message = self._scrub(short(error.get("message") or response.reason_phrase or ""))
+        message = short(error.get("message") or response.reason_phrase or "")
         details = [d for d in (error.get("details") or []) if isinstance(d, dict)]
         reasons = {str(d.get("reason")) for d in details if d.get("reason")}
         retry_after = next(

@@ -2,59 +2,361 @@
 
 Uses Pillow for pictures, the ffmpeg bundled with imageio-ffmpeg to encode, and PyAV to
 probe (there is no ffprobe binary on our machines).
+
+Product photos come from catalog feeds, that is from outside: ``read_image_source`` is the
+one door they come through. URLs are fetched by ``fetch_media`` (http(s) only, every hop's
+address checked *before* connecting, on the address actually connected to, so neither a
+redirect nor DNS rebinding reaches the loopback, the LAN or a cloud metadata service; a
+redirect limit, a byte cap and a total deadline). Local paths are read only inside
+``MEDIA_IMPORT_ROOTS``.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import ipaddress
 import logging
+import socket
 import subprocess
+import time
+import typing
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from catwalk.domain import VideoFacts
 from catwalk.errors import ProductImageError, StorageError, VideoCheckError
 
+if typing.TYPE_CHECKING:
+    from catwalk.config import Settings
+
 logger = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # Gemini refuses inline requests over 20 MB anyway.
-_FETCH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+MAX_REDIRECTS = 3
+# The whole fetch (DNS, connect, TLS, every read) must end within this: a server sending a
+# byte every few seconds would pass any per-read timeout and hold the job for ever.
+FETCH_DEADLINE_SECONDS = 30.0
+_CONNECT_TIMEOUT = 5.0
+# What a photo's first bytes look like; anything else is refused before Pillow sees it.
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+_ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
 
-def read_image_source(source: str) -> bytes:
-    """The bytes of a product photo given as a path, a ``file://`` URI or an http(s) URL."""
-    if source.startswith(("http://", "https://")):
+AnyIP = ipaddress.IPv4Address | ipaddress.IPv6Address
+AddressRule = typing.Callable[[AnyIP, int], bool]
+
+
+class _Refused(Exception):
+    """Raised inside the HTTP stack (by the network backend) to stop a fetch."""
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """False for loopback, private, link-local, multicast, reserved and unspecified addresses.
+
+    IPv6 forms that carry an IPv4 address (mapped ``::ffff:a.b.c.d``, 6to4, Teredo) are
+    judged by the IPv4 address they carry, or ``::ffff:127.0.0.1`` would pass.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None and not is_public_address(inner):
+            return False
+    return not (
+        not ip.is_global
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the fetch's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _Refused(f"took longer than {FETCH_DEADLINE_SECONDS:g} s")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            with httpx.Client(timeout=_FETCH_TIMEOUT, follow_redirects=True) as client:
-                response = client.get(source)
-        except httpx.HTTPError as exc:
-            raise ProductImageError(f"cannot fetch image {source}: {exc}") from exc
-        if response.status_code != 200:
-            raise ProductImageError(f"cannot fetch image {source}: HTTP {response.status_code}")
-        data = response.content
+            return self._inner.read(max_bytes, self._left(timeout))
+        except httpcore.ReadTimeout:
+            if time.monotonic() >= self._deadline:
+                raise _Refused(f"took longer than {FETCH_DEADLINE_SECONDS:g} s") from None
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # type: ignore[no-untyped-def]
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._left(timeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolves the host itself, checks each address, and connects to the checked one.
+
+    Checking in the socket layer (not on the URL) is what stops DNS rebinding: the address
+    judged is the address connected to, and nothing is sent to a refused one.
+    """
+
+    def __init__(self, *, allowed: AddressRule, deadline: float) -> None:
+        self._allowed = allowed
+        self._deadline = deadline
+
+    def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address=None,
+        socket_options=None,
+    ) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise _Refused(f"cannot resolve {host}") from exc
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in infos:
+            ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            if not self._allowed(ip, port):
+                raise _Refused(
+                    f"{host} resolves to a non-public address ({ip}); "
+                    "set ALLOW_PRIVATE_MEDIA_HOSTS=true to fetch photos from your own network"
+                )
+            left = self._deadline - time.monotonic()
+            try:
+                sock = _connect(
+                    family, kind, proto, sockaddr, max(0.01, min(timeout or _CONNECT_TIMEOUT, left))
+                )
+            except OSError as exc:
+                last = exc
+                continue
+            return _DeadlineStream(httpcore._backends.sync.SyncStream(sock), self._deadline)
+        raise httpcore.ConnectError(str(last or f"cannot connect to {host}"))
+
+
+def _connect(
+    family: int, kind: int, proto: int, sockaddr: typing.Any, timeout: float
+) -> socket.socket:
+    """Open a TCP connection to an address the guard has already accepted."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(sockaddr)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _guarded_client(*, allowed: AddressRule, deadline: float) -> httpx.Client:
+    transport = httpx.HTTPTransport(retries=0)
+    # httpx builds its pool without a way to pass a network backend: swap the pool for one
+    # that connects through the guard (same TLS defaults as httpx's own).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        network_backend=_GuardedBackend(allowed=allowed, deadline=deadline),
+        max_connections=4,
+        retries=0,
+    )
+    return httpx.Client(
+        transport=transport,
+        follow_redirects=False,  # followed by hand: each hop is checked and counted
+        trust_env=False,  # no proxy from the environment: the guard must see the real peer
+        timeout=httpx.Timeout(FETCH_DEADLINE_SECONDS, connect=_CONNECT_TIMEOUT),
+        headers={"Accept": "image/*", "Accept-Encoding": "identity"},
+    )
+
+
+def _shown(url: str) -> str:
+    """A URL for messages: no query string or credentials (signed URLs carry secrets there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _checked_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Refused("only http(s) URLs with a host are fetched")
+    return url
+
+
+def fetch_media(
+    url: str,
+    *,
+    allow_private: bool = False,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    deadline_seconds: float = FETCH_DEADLINE_SECONDS,
+    max_redirects: int = MAX_REDIRECTS,
+    allowed: AddressRule | None = None,
+) -> bytes:
+    """The body of an outside image URL, within every limit, or one ProductImageError.
+
+    ``allowed(ip, port)`` decides which connected addresses may be used (default: public
+    addresses only, or any with ``allow_private``); tests pass their own to stand a local
+    server in for "the shop on the internet".
+    """
+    if allowed is None:
+        allowed = (
+            (lambda _ip, _port: True)
+            if allow_private
+            else (lambda ip, _port: is_public_address(ip))
+        )
+    deadline = time.monotonic() + deadline_seconds
+    current = url
+    try:
+        _checked_url(current)
+        with _guarded_client(allowed=allowed, deadline=deadline) as client:
+            for _hop in range(max_redirects + 1):
+                with client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location", "")
+                        current = _checked_url(urljoin(current, location))
+                        continue
+                    if response.status_code != 200:
+                        raise _Refused(f"HTTP {response.status_code}")
+                    return _read_body(response, max_bytes)
+            raise _Refused(f"more than {max_redirects} redirects")
+    except _Refused as exc:
+        raise ProductImageError(f"cannot fetch image {_shown(url)}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise ProductImageError(f"cannot fetch image {_shown(url)}: {exc}") from exc
+
+
+def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not kind.startswith(_ACCEPTED_TYPES):
+        raise _Refused(f"not an image (content type {kind or 'missing'!r})")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _Refused(f"larger than {max_bytes // (1024 * 1024)} MB")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Refused(f"larger than {max_bytes // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if not looks_like_image(data):
+        raise _Refused("not an image (its first bytes are not JPEG, PNG, GIF or WebP)")
+    return data
+
+
+def looks_like_image(data: bytes) -> bool:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return any(data.startswith(magic) for magic, _ in _MAGIC)
+
+
+def import_roots(settings: Settings) -> list[Path]:
+    """Folders local photo paths may come from (``MEDIA_IMPORT_ROOTS``)."""
+    raw = settings.media_import_roots
+    if raw:
+        roots = [
+            Path(p.strip()).expanduser() for p in raw.replace(";", ",").split(",") if p.strip()
+        ]
     else:
-        path = Path(source.removeprefix("file://")).expanduser()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ProductImageError(f"image file not found: {path}") from exc
-        except OSError as exc:
-            raise ProductImageError(f"cannot read image {path}: {exc.strerror}") from exc
+        roots = [Path.cwd(), settings.catwalk_home]
+    return [r.resolve() for r in roots]
+
+
+def read_image_source(source: str, *, settings: Settings | None = None) -> bytes:
+    """The bytes of a product photo given as a path, a ``file://`` URI or an http(s) URL."""
+    if settings is None:
+        from catwalk.config import get_settings
+
+        settings = get_settings()
+    if source.startswith(("http://", "https://")):
+        return fetch_media(source, allow_private=settings.allow_private_media_hosts)
+    if "://" in source and not source.startswith("file://"):
+        raise ProductImageError("a photo is a local path or an http(s) URL")
+    path = Path(source.removeprefix("file://")).expanduser()
+    try:
+        # resolve() follows symlinks: a link inside a root pointing out of it is refused.
+        real = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ProductImageError(f"cannot read image {path}") from exc
+    if not any(real.is_relative_to(root) for root in import_roots(settings)):
+        raise ProductImageError(
+            f"image path {path} is outside the folders photos are read from (MEDIA_IMPORT_ROOTS)"
+        )
+    try:
+        with real.open("rb") as handle:
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise ProductImageError(f"image file not found: {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise ProductImageError(
+            f"cannot read image {path}: {getattr(exc, 'strerror', None) or 'unreadable'}"
+        ) from exc
     if len(data) > MAX_IMAGE_BYTES:
         raise ProductImageError(f"image {source} is larger than 20 MB")
     return data
 
 
+def _max_pixels() -> int:
+    from catwalk.config import get_settings
+
+    return get_settings().max_image_pixels
+
+
+def _check_pixels(width: int, height: int, source: str) -> None:
+    limit = _max_pixels()
+    if width * height > limit:
+        raise ProductImageError(
+            f"{source} is too large ({width}x{height}, over {limit / 1e6:g} MP; MAX_IMAGE_PIXELS)"
+        )
+
+
+def _open(data: bytes, source: str) -> Image.Image:
+    """Pillow's open reads only the header; our pixel cap replaces Pillow's bomb warning."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ProductImageError(f"{source} is too large to decode (MAX_IMAGE_PIXELS)") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ProductImageError(f"{source} is not a readable image") from exc
+
+
 def normalize_image(data: bytes, *, source: str = "image") -> tuple[bytes, Image.Image]:
     """Decode a photo and re-encode it as RGB JPEG (what every provider accepts)."""
+    img = _open(data, source)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with img:
+            _check_pixels(img.width, img.height, source)
             img.load()
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except ProductImageError:
+        raise
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as exc:
         raise ProductImageError(f"{source} is not a readable image") from exc
     if min(rgb.size) < 32:
         raise ProductImageError(f"{source} is too small ({rgb.width}x{rgb.height})")
@@ -65,13 +367,11 @@ def normalize_image(data: bytes, *, source: str = "image") -> tuple[bytes, Image
 
 def identify_image(data: bytes, *, source: str = "image") -> tuple[str, int, int]:
     """Format, width and height from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, (width, height) = img.format or "", img.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ProductImageError(f"{source} is not a readable image") from exc
+    with _open(data, source) as img:
+        fmt, (width, height) = img.format or "", img.size
     if min(width, height) < 32:
         raise ProductImageError(f"{source} is too small ({width}x{height})")
+    _check_pixels(width, height, source)
     return fmt, width, height
 
 

@@ -143,10 +143,10 @@ for alert in alerts:
         icon = ":material/notifications:" if not seen else ":material/done:"
         text.markdown(
             f"{icon} **{alert.kind.replace('_', ' ')}** · {alert.created_at:%d %b %H:%M} UTC  \n"
-            + (f":gray[{alert.message}]" if seen else alert.message)
+            + (f":gray[{ui.md(alert.message)}]" if seen else ui.md(alert.message))
         )
         if alert.delivery_error:
-            text.caption(f":orange[Not delivered: {alert.delivery_error}]")
+            text.caption(f":orange[Not delivered: {ui.md(alert.delivery_error)}]")
         if not seen:
             action.button(
                 "Acknowledge", key=f"ack_{alert.id}", on_click=_acknowledge, args=(alert.id,)

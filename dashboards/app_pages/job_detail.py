@@ -147,14 +147,16 @@ def _timeline(detail: data.JobDetail) -> None:
 def show(job_id: str) -> None:
     detail = data.job_detail(job_id)
     if detail is None:
-        st.error(f"No job {job_id!r}.")
+        st.error(ui.md(f"No job {job_id!r}."))
         return
     job = detail.job
     st.page_link("app_pages/jobs.py", label="All jobs", icon=":material/arrow_back:")
-    st.title(job.product_name)
+    st.title(ui.md(job.product_name))
     st.caption(
-        f"Job {job.id} · product {job.product_id} · "
-        + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
+        ui.md(
+            f"Job {job.id} · product {job.product_id} · "
+            + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
+        )
     )
     ui.badge(job.status)
     ui.show_flashes()
@@ -164,9 +166,9 @@ def show(job_id: str) -> None:
     cols[2].metric("Remaining", ui.duration(job.remaining_seconds) if job.is_active else "–")
     cols[3].metric("Cost", ui.money(job.total_cost, places=4))
     if job.is_active:
-        st.progress(job.progress / 100, text=job.wait_reason or job.step)
+        st.progress(job.progress / 100, text=ui.md(job.wait_reason or job.step))
     if job.error:
-        st.error(job.error, icon=":material/error:")
+        st.error(ui.md(job.error), icon=":material/error:")
     run_url = data.prefect_run_url(job.flow_run_id)
     if run_url:
         st.link_button("Open the Prefect run", run_url, icon=":material/open_in_new:")

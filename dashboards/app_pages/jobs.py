@@ -22,13 +22,14 @@ _COUNTERS = (
 def _active_job(job: data.JobRow) -> None:
     with st.container(border=True):
         name, bar, timing, links = st.columns([3, 5, 2, 2], vertical_alignment="center")
-        name.markdown(f"**{job.product_name}**  \n:gray[{job.id[:12]}]")
+        name.text(job.product_name)  # plain text: a name is data, never Markdown
+        name.caption(ui.md(job.id[:12]))
         with name:
             ui.badge(job.status)
         waiting = job.wait_reason or (
             "waiting for a slot" if job.status == JobStatus.PENDING else None
         )
-        bar.progress(job.progress / 100, text=f"{job.progress}% · {waiting or job.step}")
+        bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {waiting or job.step}"))
         if job.cancel_requested:
             bar.caption(":orange[Cancel requested]")
         timing.markdown(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import streamlit as st
@@ -13,6 +14,7 @@ from catwalk.errors import CatwalkError, LimitExceeded
 PAGE_SIZE = 12
 MODEL_TYPES = {"female": "Female model", "male": "Male model"}
 STYLES = {"smooth": "Smooth", "dynamic": "Dynamic"}
+logger = logging.getLogger(__name__)
 
 
 def _options(prefix: str) -> dict[str, str]:
@@ -72,7 +74,9 @@ def _generate_selected(product_ids: list[str]) -> None:
 def _product_card(row: data.ProductRow) -> None:
     with st.container(border=True, key=f"card_{row.id}"):
         head, tick = st.columns([6, 1], vertical_alignment="top")
-        head.markdown(f"**{row.name}**  \n:gray[{row.id}]")
+        # st.text: no Markdown at all (escaping still lets GFM turn a URL in a name into a link).
+        head.text(row.name)
+        head.caption(ui.md(row.id))
         tick.checkbox("Select", key=f"sel_{row.id}", label_visibility="collapsed")
         photo, video = st.columns(2)
         image = data.image_source(row.image)
@@ -105,9 +109,9 @@ def _product_card(row: data.ProductRow) -> None:
                 query_params={"job": row.job_id},
             )
         if row.active_job_id:
-            st.progress(row.job_progress / 100, text=row.job_step or "queued")
+            st.progress(row.job_progress / 100, text=ui.md(row.job_step or "queued"))
         elif row.job_status == "FAILED":
-            st.caption(f":red[Last try failed: {row.job_error or 'unknown error'}]")
+            st.caption(f":red[Last try failed: {ui.md(row.job_error or 'unknown error')}]")
         with st.popover("Generate video", icon=":material/auto_awesome:", width="stretch"):
             st.selectbox(
                 "Model",
@@ -175,7 +179,14 @@ if not listing.rows:
 columns = st.columns(3)
 for index, row in enumerate(listing.rows):
     with columns[index % 3]:
-        _product_card(row)
+        try:
+            _product_card(row)
+        except Exception:  # one bad product must not stop the cards after it
+            logger.warning("product %r cannot be shown", row.id, exc_info=True)
+            st.warning(
+                f"Product {ui.md(row.id)} cannot be shown: its photo or video is unreadable.",
+                icon=":material/broken_image:",
+            )
 
 if pages > 1:
     st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="product_page")
