@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
+from catwalk.tasks.report import report_job, route_catwalk_logs, video_run_name
 from prefect import flow
 
 from catwalk.config import get_settings
@@ -12,6 +13,8 @@ from catwalk.config import get_settings
 
 @flow(
     name="generate-product-video",
+    flow_run_name=video_run_name,
+    on_running=[route_catwalk_logs],
     timeout_seconds=get_settings().job_timeout_seconds,
     log_prints=False,
 )
@@ -32,7 +35,9 @@ def generate_product_video(
         published = publish_video(attached, video)
     except BaseException as exc:
         fail_job(attached, exc)
+        report_job(attached)
         raise
+    report_job(attached)
     return {"jobId": attached, "status": "COMPLETED", **published}
 
 

@@ -12,6 +12,9 @@ import sys
 
 from catwalk.config import get_settings
 
+#: Commands whose process (or children) run flows: their logs must reach the Prefect API.
+_RUNS_FLOWS = frozenset({"run-job", "worker"})
+
 
 def _prefect_environment() -> None:
     settings = get_settings()
@@ -21,9 +24,10 @@ def _prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # Client code logs through logging.getLogger(__name__); route it into flow-run logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "catwalk")
-    # The CLI shows its own progress; Prefect's per-task console lines would bury it.
-    # (Flow-run logs still reach the Prefect API; `run-job` logs go to CATWALK_HOME/logs.)
-    if len(sys.argv) > 1 and sys.argv[1] != "run-job":
+    # The CLI shows its own progress; Prefect's per-task console lines would bury it. Not for
+    # the commands that run flows: the level also gates what reaches the Prefect API, and the
+    # worker's flow runs inherit its environment (the UI's Logs tab stayed empty).
+    if len(sys.argv) > 1 and sys.argv[1] not in _RUNS_FLOWS:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
