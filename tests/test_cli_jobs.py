@@ -171,3 +171,41 @@ def test_bad_prefix_is_one_line_on_a_real_process(settings, tmp_path: Path) -> N
         result.stderr.strip()
         == "error: job id prefix '[b0l' is too short: give at least 6 characters"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://postgres:s3cret@127.0.0.1:5432/catwalk_no_such_db",
+            (
+                "error: database 'catwalk_no_such_db' does not exist on 127.0.0.1:5432: create it "
+                "with `createdb -h 127.0.0.1 -p 5432 -U postgres catwalk_no_such_db`"
+            ),
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:1/x",
+            (
+                "error: no PostgreSQL server answers on 127.0.0.1:1 (connection refused): "
+                "start it or fix DATABASE_URL"
+            ),
+        ),
+        (
+            "mysql://u:s3cret@127.0.0.1/db",
+            (
+                "error: DATABASE_URL uses mysql, which catwalk does not support: use "
+                "postgresql://user@host:5432/dbname, or leave it unset for the embedded SQLite"
+            ),
+        ),
+        (
+            "not a url",
+            "error: DATABASE_URL is not a database URL: use postgresql://user@host:5432/dbname",
+        ),
+    ],
+)
+def test_each_bad_database_url_is_one_line(url: str, expected: str, tmp_path: Path) -> None:
+    result = _catwalk("jobs", env={"DATABASE_URL": url, "CATWALK_HOME": str(tmp_path)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == expected
+    assert "s3cret" not in result.stderr

@@ -45,3 +45,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # only database URL problems are translated; others re-raise
+        from catwalk.cli.dburl import describe_database_problem
+
+        message = describe_database_problem(exc, get_settings().database_url)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
