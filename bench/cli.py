@@ -43,9 +43,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as home:
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PREFECT_API_URL")
-        }
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PREFECT_API_URL")}
         env["CATWALK_HOME"] = home
         cpu_seconds(["jobs"], env)  # warm-up: creates and migrates the database
         result: dict[str, dict[str, float]] = {}
