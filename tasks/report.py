@@ -112,7 +112,8 @@ def _rename_run(name: str) -> None:
 
 @task(name="report-job", cache_policy=NO_CACHE)
 def report_job(job_id: str) -> None:
-    """Artifacts of one job for the Prefect UI: summary (keyframes, video), ledger, status."""
+    """Tell the outside a job ended: Prefect UI artifacts (summary, ledger, status) and the
+    completion webhook (WEBHOOK_URL)."""
     from prefect.artifacts import (
         create_markdown_artifact,
         create_progress_artifact,
@@ -148,3 +149,9 @@ def report_job(job_id: str) -> None:
         logger.info("job %s: artifacts %s, %s-ledger, %s-status recorded", job_id, key, key, key)
     except Exception:  # reporting must never turn a finished (paid) job into a failed run
         run_logger.warning("job %s: artifacts not recorded", job_id, exc_info=True)
+    from catwalk.tasks.webhooks import notify_job_ended
+
+    try:
+        notify_job_ended(job_id)
+    except Exception:  # recorded events are retried by deliver_pending_webhooks
+        run_logger.warning("job %s: completion webhook not sent", job_id, exc_info=True)
