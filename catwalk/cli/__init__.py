@@ -33,7 +33,17 @@ def _prefect_environment() -> None:
 
 def main() -> None:
     """Console entry point."""
-    _prefect_environment()
+    from pydantic import ValidationError
+
+    try:
+        _prefect_environment()
+    except ValidationError as exc:  # a bad setting (IMAGE_PROVIDER=foo): one line per setting
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        print(f"error: invalid setting {problems}", file=sys.stderr)
+        sys.exit(1)
     from catwalk.cli.app import app
     from catwalk.errors import CatwalkError
 
