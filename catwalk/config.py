@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         default=None, ge=0, alias="MONTHLY_COST_ALERT_THRESHOLD"
     )
     alert_webhook_url: SecretStr | None = Field(default=None, alias="ALERT_WEBHOOK_URL")
+    # Completion webhooks for the shop's systems (catwalk/clients/webhooks.py).
+    webhook_url: SecretStr | None = Field(default=None, alias="WEBHOOK_URL")
+    webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
+    webhook_attempts: int = Field(default=4, ge=1, le=10, alias="WEBHOOK_ATTEMPTS")
     limits_timezone: str = Field(default="UTC", alias="LIMITS_TIMEZONE")
     prices_file: Path | None = Field(default=None, alias="CATWALK_PRICES_FILE")
 

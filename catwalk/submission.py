@@ -145,6 +145,9 @@ def submit_job(
     """
     settings = settings or get_settings()
     job_options = JobOptions.from_mapping(options)
+    from catwalk.preflight import check_submission_config
+
+    check_submission_config(settings)  # a job that cannot run is refused, not recorded
     estimate = pricing.estimate_job_cost(settings)
     with session_scope(settings) as session:
         product = queries.get_product(session=session, product_id=product_id)

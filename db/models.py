@@ -263,6 +263,25 @@ class Alert(Base):
         return f"Alert(kind={self.kind!r}, dedupe_key={self.dedupe_key!r})"
 
 
+class WebhookDelivery(Base):
+    """One completion event for the shop's webhook: recorded once, retried until delivered."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[IdStr]
+    event: Mapped[str] = mapped_column(String(32))  # job.completed | job.failed
+    job_id: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    def __repr__(self) -> str:
+        return f"WebhookDelivery(event={self.event!r}, job_id={self.job_id!r})"
+
+
 class PendingDeletion(Base):
     """A replaced file still to delete; retried by housekeeping, never forgotten."""
 

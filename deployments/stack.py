@@ -51,11 +51,21 @@ def _prefect_cli() -> list[str]:
     return [sys.executable, "-m", "prefect"]
 
 
-def server_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of the managed server: its home under CATWALK_HOME and durable leases."""
+def server_environment(
+    settings: Settings, base: Mapping[str, str] | None = None, *, port: int = DEFAULT_PORT
+) -> dict[str, str]:
+    """Environment of the managed server: its home under CATWALK_HOME and durable leases.
+
+    The UI is told its own port: without ``PREFECT_UI_API_URL`` the server advertises
+    4200 in ``/ui-settings`` whatever ``--port`` it listens on, and the UI cannot connect.
+    Analytics stay off: the UI reads the server's setting and would otherwise call an
+    outside host, which this closed network cannot reach anyway.
+    """
     env = dict(base if base is not None else os.environ)
     env["PREFECT_HOME"] = str(settings.prefect_home)
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT", "false")
+    env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     env.pop("PREFECT_API_URL", None)
     if settings.redis_url:
         env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = REDIS_LEASES
@@ -77,6 +87,10 @@ class ManagedServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
     def start(self, *, timeout: float = 120.0) -> str:
         """Start the server and wait until it answers; returns its API URL."""
         if _healthy(self.api_url):
@@ -89,7 +103,7 @@ class ManagedServer:
         log = open(self.settings.logs_dir / "prefect-server.log", "ab")  # noqa: SIM115 - child keeps it
         self.process = subprocess.Popen(
             [*_prefect_cli(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=server_environment(self.settings),
+            env=server_environment(self.settings, port=self.port),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

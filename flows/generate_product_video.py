@@ -6,6 +6,7 @@ from typing import Any
 
 from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
 from catwalk.tasks._policy import apply_retry_policy
+from catwalk.tasks.report import report_job, route_catwalk_logs, video_run_name
 from prefect import Flow, flow
 
 from catwalk.config import Settings, get_settings
@@ -13,7 +14,12 @@ from catwalk.config import Settings, get_settings
 
 # The flow as decorated: no option read from settings (none is read at import time).
 # ``generate_product_video`` below is this flow with its settings applied.
-@flow(name="generate-product-video", log_prints=False)
+@flow(
+    name="generate-product-video",
+    flow_run_name=video_run_name,
+    on_running=[route_catwalk_logs],
+    log_prints=False,
+)
 def _generate_product_video(
     product_id: str, options: dict[str, Any] | None = None, job_id: str | None = None
 ) -> dict[str, Any]:
@@ -31,7 +37,9 @@ def _generate_product_video(
         published = publish_video(attached, video)
     except BaseException as exc:
         fail_job(attached, exc)
+        report_job(attached)
         raise
+    report_job(attached)
     return {"jobId": attached, "status": "COMPLETED", **published}
 
 

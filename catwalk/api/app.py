@@ -34,7 +34,6 @@ from catwalk.api.schemas import (
     SubmittedJob,
     ValidationErrorBody,
 )
-from catwalk.clients import factory
 from catwalk.config import Settings, get_settings
 from catwalk.db import get_engine, queries, session_scope
 from catwalk.db.stats import compute_stats
@@ -257,17 +256,26 @@ def create_app(
             404: {"model": ErrorBody, "description": "No job with that id."},
         },
     )
-    def job_state(jobId: str, settings: SettingsDep) -> Any:
+    def job_state(jobId: str, request: Request, settings: SettingsDep) -> Any:
         with session_scope(settings) as session:
             job = queries.get_job(session=session, job_id=jobId)
             if job is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown job {jobId!r}")
-            video_url = poster_url = None
-            if job.status is JobStatus.COMPLETED:
-                store = factory.blob_store(settings)
-                video_url = store.url(job.video_key) if job.video_key else None
-                poster_url = store.url(job.poster_key) if job.poster_key else None
-            payload = queries.job_to_contract(job, video_url=video_url, poster_url=poster_url)
-        return JobState.model_validate(payload)
+            return _job_state(job, request, settings)
 
+    from catwalk.api import extra
+
+    extra.register(app, prefix=PREFIX, guarded=guarded, job_state=_job_state)
     return app
+
+
+def _job_state(job: Any, request: Request, settings: Settings) -> JobState:
+    """A job as the contract shows it; media URLs any other system can fetch."""
+    from catwalk.api.media import fetchable_url
+
+    video_url = poster_url = None
+    if job.status is JobStatus.COMPLETED:
+        video_url = fetchable_url(request, job.video_key, settings)
+        poster_url = fetchable_url(request, job.poster_key, settings)
+    payload = queries.job_to_contract(job, video_url=video_url, poster_url=poster_url)
+    return JobState.model_validate(payload)

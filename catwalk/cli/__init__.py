@@ -12,6 +12,9 @@ import sys
 
 from catwalk.config import get_settings
 
+#: Commands whose process (or children) run flows: their logs must reach the Prefect API.
+_RUNS_FLOWS = frozenset({"run-job", "worker"})
+
 
 def _prefect_environment() -> None:
     settings = get_settings()
@@ -21,15 +24,26 @@ def _prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # Client code logs through logging.getLogger(__name__); route it into flow-run logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "catwalk")
-    # The CLI shows its own progress; Prefect's per-task console lines would bury it.
-    # (Flow-run logs still reach the Prefect API; `run-job` logs go to CATWALK_HOME/logs.)
-    if len(sys.argv) > 1 and sys.argv[1] != "run-job":
+    # The CLI shows its own progress; Prefect's per-task console lines would bury it. Not for
+    # the commands that run flows: the level also gates what reaches the Prefect API, and the
+    # worker's flow runs inherit its environment (the UI's Logs tab stayed empty).
+    if len(sys.argv) > 1 and sys.argv[1] not in _RUNS_FLOWS:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def main() -> None:
     """Console entry point."""
-    _prefect_environment()
+    from pydantic import ValidationError
+
+    try:
+        _prefect_environment()
+    except ValidationError as exc:  # a bad setting (IMAGE_PROVIDER=foo): one line per setting
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        print(f"error: invalid setting {problems}", file=sys.stderr)
+        sys.exit(1)
     from catwalk.cli.app import app
     from catwalk.errors import CatwalkError
 
@@ -41,3 +55,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # only database URL problems are translated; others re-raise
+        from catwalk.cli.dburl import describe_database_problem
+
+        message = describe_database_problem(exc, get_settings().database_url)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)

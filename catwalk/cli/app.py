@@ -231,19 +231,46 @@ def _follow(job_id: str, *, label: str) -> VideoJob:
 
 @app.command()
 def generate(
-    product_id: str,
+    product_id: Annotated[
+        str | None, typer.Argument(help="The product (or use a bulk option).")
+    ] = None,
     model_type: Annotated[str, typer.Option("--model-type", help="female or male")] = "female",
     style: Annotated[str, typer.Option("--style", help="smooth or dynamic")] = "smooth",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its end.")] = False,
+    all_missing: Annotated[
+        bool, typer.Option("--all-missing", help="Every product without a (recent) video.")
+    ] = False,
+    ids: Annotated[str | None, typer.Option("--ids", help="Product ids, comma separated.")] = None,
+    from_csv: Annotated[
+        Path | None, typer.Option("--from-csv", help="CSV of product ids (an id column).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start a video job for a product; prints the job id at once."""
+    """Start a video job for a product (or many, within the daily limit); prints job ids at once."""
     from catwalk.submission import submit_job
 
+    bulk = all_missing or ids is not None or from_csv is not None
+    if bulk or product_id is None:
+        from catwalk.cli.jobs_cmd import generate_many, products_for_bulk
+
+        if not bulk:
+            raise InputError("name a product, or use --all-missing, --ids a,b,c or --from-csv FILE")
+        if product_id is not None or wait:
+            raise InputError("a bulk generate takes no product argument and no --wait")
+        chosen = products_for_bulk(all_missing=all_missing, ids=ids, from_csv=from_csv)
+        if not chosen:
+            print(json.dumps({"started": {}}) if as_json else "no product to generate")
+            return
+        generate_many(chosen, {"modelType": model_type, "videoStyle": style}, as_json=as_json)
+        return
     try:
         submission = submit_job(product_id, {"modelType": model_type, "videoStyle": style})
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     note = "" if submission.created else " (already in flight)"
+    if as_json and not wait:
+        print(json.dumps({"jobId": submission.job_id, "created": submission.created}))
+        return
     console.print(f"job [bold]{escape(submission.job_id)}[/]{note}")
     if not wait:
         return
@@ -258,13 +285,13 @@ def generate(
 
 @app.command()
 def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show one job (the original GET job contract)."""
+    """Show one job (by id or a unique prefix of 6+ characters), as the HTTP API does."""
+    from catwalk.cli.jobs_cmd import resolve_job_id
     from catwalk.db import queries, session_scope
 
     with session_scope() as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        if job is None:
-            raise InputError(f"unknown job {job_id!r}")
+        job = queries.get_job(session=session, job_id=resolve_job_id(session, job_id))
+        assert job is not None
         payload = _contract(job)
     if as_json:
         print(json.dumps(payload, indent=2))
@@ -339,6 +366,11 @@ def where() -> None:
 
 
 app.command()(api)
+from catwalk.cli.jobs_cmd import cancel as _cancel
+from catwalk.cli.jobs_cmd import retry as _retry
+
+app.command("retry")(_retry)
+app.command("cancel")(_cancel)
 from catwalk.cli.alerts_cmd import alerts_app as _alerts_app
 from catwalk.cli.stats_cmd import stats as _stats
 

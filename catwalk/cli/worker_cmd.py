@@ -62,9 +62,13 @@ def worker(
         worker_process = stack.start_worker(
             name=name or f"catwalk-{socket.gethostname()}", query_seconds=query_seconds
         )
+        if server is not None:
+            console.print(f"Prefect UI: {server.ui_url}", markup=False, soft_wrap=True)
         console.print(
             f"worker running; PREFECT_API_URL={os.environ['PREFECT_API_URL']} "
-            "(set it, with CATWALK_LAUNCHER=deployment, for `catwalk generate` and the dashboard)"
+            "(set it, with CATWALK_LAUNCHER=deployment, for `catwalk generate` and the dashboard)",
+            markup=False,
+            soft_wrap=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
         worker_process.wait()
