@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
+from catwalk.tasks import (
+    animate_keyframes,
+    check_keyframes,
+    fail_job,
+    generate_keyframes,
+    publish_video,
+    start_job,
+)
 from prefect import flow
 
 from catwalk.config import get_settings
@@ -28,6 +35,7 @@ def generate_product_video(
         return {"jobId": job_id, "status": "skipped"}
     try:
         keyframes = generate_keyframes(attached)
+        keyframes = check_keyframes(attached, keyframes)
         video = animate_keyframes(attached, keyframes)
         published = publish_video(attached, video)
     except BaseException as exc:
