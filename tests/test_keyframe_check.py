@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from catwalk.db import queries, session_scope
+from catwalk.db import session_scope
 from catwalk.db.models import LedgerEntry
 from PIL import Image, ImageOps
 from sqlalchemy import select
@@ -97,7 +97,7 @@ def test_offline_judge_passes_the_composers_frames_and_fails_drift(
 def test_offline_judge_refuses_an_unreadable_frame(photos: dict[str, bytes]) -> None:
     from catwalk.errors import PermanentProviderError
 
-    photo = photos[sorted(photos)[0]]
+    photo = photos[min(photos)]
     with pytest.raises(PermanentProviderError, match="end keyframe is not a readable image"):
         OfflineKeyframeJudge().judge(
             JudgeRequest(photo, "image/jpeg", _frames(photo)["start"], b"not an image")
