@@ -88,7 +88,17 @@ def check_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, str
             session=session, job_id=job_id, step=_STEP, kind="started", attempt=run
         )
         quality: dict[str, Any] = copy.deepcopy(job.quality or {})
-        quality.update({"mode": mode, "judge": judge.name, "maxRegenerations": retries})
+        if job.flow_run_id and quality.get("flowRunId") not in (None, job.flow_run_id):
+            # An admin's retry of the job is a new run: it gets its own rounds of remakes.
+            quality["rounds"] = 0
+        quality.update(
+            {
+                "mode": mode,
+                "judge": judge.name,
+                "maxRegenerations": retries,
+                "flowRunId": job.flow_run_id,
+            }
+        )
         for name, default in (("verdicts", []), ("rounds", 0), ("regenerations", 0)):
             quality.setdefault(name, default)
         quality.setdefault("checkCost", "0")
