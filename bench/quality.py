@@ -75,7 +75,8 @@ def main() -> None:
         OFFLINE_FRAME_WIDTH=str(args.width),
         VIDEO_DURATION_SECONDS="5",
         RETRY_DELAY_SECONDS="0",
-        PREFECT_LOGGING_LEVEL="ERROR",
+        # Failed jobs are expected here; their tracebacks would bury the figures.
+        PREFECT_LOGGING_LEVEL="CRITICAL",
         PREFECT_HOME=str(home / "prefect"),
         # A loaded machine can take a while to start Prefect's ephemeral server.
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
@@ -155,12 +156,23 @@ def main() -> None:
     bad_videos_bought = sum(
         r["videos"] for r in injected if r["verdicts"] and r["verdicts"][-1] != "pass"
     )
+    # A good video: one whose keyframes passed (without the check, the injected ones are bad).
+    good = sum(r["videos"] for r in rows if r["verdicts"][-1:] == ["pass"])
+    good_without = len(clean)
+    per_good = spend / good if good else None
+    per_good_without = without / good_without if good_without else None
     print()
     print(f"detected      {detected} / {len(injected)} injected")
     print(f"false alarms  {false_alarms} / {len(clean)} clean jobs")
     print(f"videos bought {videos} with the check, {len(rows)} without")
     print(f"spend         ${spend:.4f} with the check, ${without:.4f} buying every video")
     print(f"saved         ${without - spend:.4f} ({len(rows)} jobs, {elapsed:.0f} s)")
+    print(
+        f"good videos   {good} with the check, {good_without} without "
+        f"({len(injected)} bad videos bought without it)"
+    )
+    if per_good is not None and per_good_without is not None:
+        print(f"per good one  ${per_good:.4f} with the check, ${per_good_without:.4f} without")
     print(
         json.dumps(
             {
@@ -176,6 +188,13 @@ def main() -> None:
                 "spendWithCheck": float(spend),
                 "spendBuyingEveryVideo": float(without),
                 "spendSaved": float(without - spend),
+                "goodVideos": good,
+                "goodVideosWithoutCheck": good_without,
+                "badVideosWithoutCheck": len(injected),
+                "costPerGoodVideo": float(per_good) if per_good is not None else None,
+                "costPerGoodVideoWithoutCheck": (
+                    float(per_good_without) if per_good_without is not None else None
+                ),
                 "fault": args.fault,
                 "seconds": round(elapsed, 1),
             }

@@ -137,6 +137,10 @@ def check_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, str
                     answer: KeyframeVerdict = judge.judge(request)
             except ProviderError as exc:
                 _record_failure(job_id, exc, run)
+                if mode == "warn":
+                    # warn never stops a job: no verdict is recorded as none, and it goes on.
+                    logger.warning("job %s: keyframe check skipped: %s", job_id, exc)
+                    return keys
                 raise
             with session_scope() as session:
                 job = queries.get_job(session=session, job_id=job_id)

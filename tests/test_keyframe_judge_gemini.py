@@ -292,3 +292,17 @@ def test_the_worst_case_is_reserved_for_the_check(settings: Settings) -> None:
     assert pricing.estimate_job_cost(paid) == 6 * image + 3 * judge + Decimal("0.20")
     off = Settings(IMAGE_PROVIDER="nano-banana", VIDEO_PROVIDER="pika", KEYFRAME_CHECK="off")
     assert pricing.estimate_job_cost(off) == Decimal("0.2774")
+
+
+@pytestmark_flow
+def test_flow_warn_mode_goes_on_when_the_judge_fails(
+    providers: tuple[FakeGemini, FakeFal], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gemini, fal = providers
+    reset_settings(monkeypatch, KEYFRAME_CHECK="warn")
+    gemini.add_fault("prompt_block", on="judge")
+    job, rows = _run(tmp_path)
+    assert job.status is JobStatus.COMPLETED, job.error_message
+    assert fal.state()["submit"] == 1 and job.quality["verdicts"] == []
+    judged = [r for r in rows if r.service == "keyframe_check"]
+    assert len(judged) == 1 and judged[0].succeeded is False
