@@ -22,6 +22,8 @@ ImageProviderName = Literal["offline", "nano-banana"]
 VideoProviderName = Literal["offline", "pika"]
 StorageBackendName = Literal["local", "s3"]
 LauncherName = Literal["local", "deployment"]
+KeyframeCheckMode = Literal["off", "warn", "enforce"]
+KeyframeJudgeName = Literal["offline", "gemini"]
 
 _PLACEHOLDERS = {"changethis", "change-me", "changeme", "your-key-here", "xxx"}
 
@@ -76,6 +78,14 @@ class Settings(BaseSettings):
     # Fault injection for the offline providers: "images", "video", "publish" (comma list),
     # each optionally ":transient" (default permanent). Used by tests and the fault benchmark.
     offline_fail_steps: str = Field(default="", alias="OFFLINE_FAIL_STEPS")
+
+    # The keyframe check between the keyframes and the video (tasks/quality.py). Unset mode:
+    # "enforce" with a real provider, "warn" offline; unset judge: "gemini" with Nano Banana
+    # (same base URL and key), else "offline".
+    keyframe_check: KeyframeCheckMode | None = Field(default=None, alias="KEYFRAME_CHECK")
+    keyframe_check_retries: int = Field(default=2, ge=0, le=5, alias="KEYFRAME_CHECK_RETRIES")
+    keyframe_judge: KeyframeJudgeName | None = Field(default=None, alias="KEYFRAME_JUDGE")
+    keyframe_judge_model: str = Field(default="gemini-2.5-flash", alias="KEYFRAME_JUDGE_MODEL")
 
     # Storage.
     storage_backend: StorageBackendName = Field(default="local", alias="STORAGE_BACKEND")
@@ -182,6 +192,19 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.catwalk_home / "prefect"
+
+    @property
+    def effective_keyframe_check(self) -> KeyframeCheckMode:
+        if self.keyframe_check is not None:
+            return self.keyframe_check
+        real = self.image_provider != "offline" or self.video_provider != "offline"
+        return "enforce" if real else "warn"
+
+    @property
+    def effective_keyframe_judge(self) -> KeyframeJudgeName:
+        if self.keyframe_judge is not None:
+            return self.keyframe_judge
+        return "gemini" if self.image_provider == "nano-banana" else "offline"
 
     def retry_delays(self) -> list[float]:
         """Exponential backoff for ``task_retries`` retries, starting at ``retry_delay_seconds``."""

@@ -108,6 +108,45 @@ class ImageRequest:
     # Same seed for both poses of a job, so the two frames show the same model.
     identity_seed: int
     product_name: str = ""
+    # What the keyframe check found wrong with an earlier attempt at this frame, fed back
+    # into the prompt when the frame is made again.
+    feedback: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """Ask whether two keyframes show the product, and the same person wearing it."""
+
+    product_image: bytes
+    product_image_mime: str
+    start_image: bytes
+    end_image: bytes
+    image_mime: str = "image/png"
+    model_type: ModelType = "female"
+    product_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyframeVerdict:
+    """A judge's answer for one pair of keyframes (scores 0-1, higher is better)."""
+
+    passed: bool
+    garment_match: float
+    same_person: float
+    failed_frames: tuple[Pose, ...]
+    issues: tuple[str, ...]
+    usage: Usage
+    judge: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "verdict": "pass" if self.passed else "fail",
+            "garmentMatch": round(self.garment_match, 3),
+            "samePerson": round(self.same_person, 3),
+            "failedFrames": list(self.failed_frames),
+            "issues": list(self.issues),
+            "judge": self.judge,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@
         ├── StorageError              the blob store failed
         │   └── TransientStorageError   worth retrying (network, 5xx, throttling)
         ├── VideoCheckError           the delivered video is not fit to publish
+        ├── KeyframeCheckFailed       the keyframes never passed the check (no video bought)
         ├── JobTimedOut               the job's time limit passed (provider request cancelled)
         └── JobCancelled              an admin cancelled the job
 
@@ -143,6 +144,14 @@ class TransientStorageError(StorageError):
 
 class VideoCheckError(PipelineError):
     """The delivered video failed the pre-publish check (duration, size, codec)."""
+
+
+class KeyframeCheckFailed(PipelineError):
+    """The keyframes failed the keyframe check and its regenerations: no video is bought."""
+
+    def __init__(self, message: str, *, issues: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.issues = issues
 
 
 class JobTimedOut(PipelineError):

@@ -116,9 +116,14 @@ def charge_for(
 ) -> Charge:
     """The amount one call costs, from its usage and the price list."""
     on = on or dt.datetime.now(dt.UTC).date()
-    price = find_price(usage, on=on, settings=settings)
     if not usage.billed:
+        # Nothing billed (a refused request, the local offline judge): no price row needed.
+        try:
+            price = find_price(usage, on=on, settings=settings)
+        except ConfigError:
+            return Charge(unit_price=Decimal(0), amount=Decimal(0), price_date=on)
         return Charge(unit_price=price.unit_price, amount=Decimal(0), price_date=price.price_date)
+    price = find_price(usage, on=on, settings=settings)
     units = max(_billed_units(usage, price), price.minimum_units)
     amount = units * price.unit_price
     input_tokens = usage.details.get("input_tokens")
@@ -186,6 +191,50 @@ def estimate_calls_cost(
     return total
 
 
+def estimate_judge_cost(
+    settings: Settings | None = None, *, calls: int = 1, on: dt.date | None = None
+) -> Decimal:
+    """The most ``calls`` keyframe-judge calls can cost (the offline judge is free)."""
+    settings = settings or get_settings()
+    if calls <= 0 or settings.effective_keyframe_judge == "offline":
+        return Decimal(0)
+    from catwalk.clients.judge_gemini import MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS
+
+    usage = Usage(
+        "keyframe_check",
+        "gemini",
+        "judge_keyframes",
+        settings.keyframe_judge_model,
+        Decimal(MAX_OUTPUT_TOKENS),
+        "output_token",
+        details={"input_tokens": MAX_INPUT_TOKENS, "output_tokens": MAX_OUTPUT_TOKENS},
+    )
+    return charge_for(usage, on=on, settings=settings).amount * calls
+
+
+def keyframe_check_worst_case(settings: Settings) -> tuple[int, int]:
+    """(extra keyframes, judge calls) the keyframe check may buy for one job at most."""
+    mode = settings.effective_keyframe_check
+    if mode == "off":
+        return 0, 0
+    if mode == "warn":
+        return 0, 1
+    retries = settings.keyframe_check_retries
+    return KEYFRAMES_PER_JOB * retries, 1 + retries
+
+
 def estimate_job_cost(settings: Settings | None = None, *, on: dt.date | None = None) -> Decimal:
-    """What one video job is expected to cost: reserved against the daily budget up front."""
-    return estimate_calls_cost(settings, images=KEYFRAMES_PER_JOB, video=True, on=on)
+    """What one video job may cost at most: reserved against the daily budget up front.
+
+    The keyframe check's worst case is included (every regeneration of both frames and
+    every judge call), so a job whose keyframes keep failing never overshoots the budget.
+    """
+    settings = settings or get_settings()
+    extra_images, judge_calls = keyframe_check_worst_case(settings)
+    return estimate_calls_cost(
+        settings, images=KEYFRAMES_PER_JOB + extra_images, video=True, on=on
+    ) + estimate_judge_cost(settings, calls=judge_calls, on=on)
+
+
+def _fields(usage: Usage) -> dict[str, object]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}

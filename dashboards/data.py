@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo
 
@@ -388,6 +389,8 @@ class JobDetail:
     video_provider: str | None
     events: tuple[TimelineRow, ...]
     charges: tuple[ChargeRow, ...]
+    # The keyframe check (db.queries.quality_summary), None when it never ran.
+    quality: dict[str, Any] | None = None
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -429,6 +432,7 @@ def _job_detail(url: str, job_id: str) -> JobDetail | None:
             video_provider=job.video_provider,
             events=events,
             charges=charges,
+            quality=queries.quality_summary(job.quality),
         )
 
 

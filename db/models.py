@@ -105,6 +105,10 @@ class VideoJob(Base):
     # Set once the day's reservation has been corrected from estimate to actual cost.
     cost_reconciled_at: Mapped[dt.datetime | None]
 
+    # The keyframe check (tasks/quality.py): mode, judge, every verdict with its scores and
+    # issues, regenerations and what the check and the regenerations cost.
+    quality: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
     error_message: Mapped[str | None] = mapped_column(Text)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)

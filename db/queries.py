@@ -339,7 +339,41 @@ def job_to_contract(
         }
     if job.error_message:
         payload["error"] = job.error_message
+    quality = quality_summary(job.quality)
+    if quality is not None:
+        payload["quality"] = quality
     return payload
+
+
+def quality_summary(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The job's keyframe check as the API shows it (None when the check never ran)."""
+    if not raw or not raw.get("mode"):
+        return None
+    verdicts = [
+        {
+            "verdict": v.get("verdict"),
+            "garmentMatch": v.get("garmentMatch"),
+            "samePerson": v.get("samePerson"),
+            "failedFrames": list(v.get("failedFrames") or []),
+            "issues": list(v.get("issues") or []),
+            "cost": float(Decimal(str(v.get("cost") or 0))),
+        }
+        for v in raw.get("verdicts") or []
+    ]
+    last = verdicts[-1] if verdicts else {}
+    return {
+        "mode": raw["mode"],
+        "judge": raw.get("judge"),
+        "verdict": last.get("verdict"),
+        "garmentMatch": last.get("garmentMatch"),
+        "samePerson": last.get("samePerson"),
+        "failedFrames": last.get("failedFrames", []),
+        "issues": last.get("issues", []),
+        "regenerations": int(raw.get("regenerations") or 0),
+        "regenerationCost": float(Decimal(str(raw.get("regenerationCost") or 0))),
+        "checkCost": float(Decimal(str(raw.get("checkCost") or 0))),
+        "checks": verdicts,
+    }
 
 
 def insert_or_ignore(

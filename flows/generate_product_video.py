@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from catwalk.tasks import animate_keyframes, fail_job, generate_keyframes, publish_video, start_job
+from catwalk.tasks import (
+    animate_keyframes,
+    check_keyframes,
+    fail_job,
+    generate_keyframes,
+    publish_video,
+    start_job,
+)
 from catwalk.tasks._policy import apply_retry_policy
 from catwalk.tasks.report import report_job, route_catwalk_logs, video_run_name
 from prefect import Flow, flow
@@ -33,6 +40,7 @@ def _generate_product_video(
         return {"jobId": job_id, "status": "skipped"}
     try:
         keyframes = generate_keyframes(attached)
+        keyframes = check_keyframes(attached, keyframes)
         video = animate_keyframes(attached, keyframes)
         published = publish_video(attached, video)
     except BaseException as exc:
@@ -49,7 +57,9 @@ def build(settings: Settings | None = None) -> Flow[..., dict[str, Any]]:
     Built when the flow is about to run or be deployed, from the settings of that moment.
     """
     settings = settings or get_settings()
-    apply_retry_policy(generate_keyframes, animate_keyframes, publish_video, settings=settings)
+    apply_retry_policy(
+        generate_keyframes, check_keyframes, animate_keyframes, publish_video, settings=settings
+    )
     return _generate_product_video.with_options(timeout_seconds=settings.job_timeout_seconds)
 
 

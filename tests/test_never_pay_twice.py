@@ -85,7 +85,8 @@ def test_retried_steps_reuse_what_was_paid(settings, prefect_server) -> None:
     assert state.is_completed(), state
     assert images.calls == 2 and sorted(images.poses) == ["end", "start"]
     assert video.submitted == 1 and video.resumed == 1
-    assert _paid(job_id) == {"nano_banana": 2, "pika": 1}
+    # One keyframe check (warn mode offline) between them.
+    assert _paid(job_id) == {"nano_banana": 2, "keyframe_check": 1, "pika": 1}
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.retry_count >= 2
@@ -124,7 +125,7 @@ def test_rerun_after_worker_died_reuses_keyframes_and_request(settings, prefect_
         assert job is not None and job.status is JobStatus.GENERATING_VIDEO
         saved_request = job.video_request_id
         assert saved_request and len(job.image_keys) == 2
-    assert _paid(job_id) == {"nano_banana": 2}
+    assert _paid(job_id) == {"nano_banana": 2, "keyframe_check": 1}
 
     images, video = CountingImages(), CountingVideo()
     with factory.override(image=images, video=video):
@@ -132,7 +133,8 @@ def test_rerun_after_worker_died_reuses_keyframes_and_request(settings, prefect_
     assert state.is_completed(), state
     assert images.calls == 0
     assert video.submitted == 0 and video.resumed == 1
-    assert _paid(job_id) == {"nano_banana": 2, "pika": 1}
+    # The re-run reuses the verdict saved for the same keyframes: no second check call.
+    assert _paid(job_id) == {"nano_banana": 2, "keyframe_check": 1, "pika": 1}
     with session_scope() as session:
         ledger = session.scalars(select(LedgerEntry).where(LedgerEntry.service == "pika")).all()
         assert [e.provider_request_id for e in ledger] == [saved_request]

@@ -71,6 +71,8 @@ def test_demo_product_gets_a_real_video(settings) -> None:
     assert rows == [
         ("nano_banana", "generate_image", "output_token", Decimal(1290), Decimal(0)),
         ("nano_banana", "generate_image", "output_token", Decimal(1290), Decimal(0)),
+        # The keyframe check (warn mode offline): the local judge, never billed.
+        ("keyframe_check", "judge_keyframes", "call", Decimal(1), Decimal(0)),
         ("pika", "animate", "second", Decimal(settings.video_duration_seconds), Decimal(0)),
     ]
     assert job.total_cost == Decimal(0)
@@ -149,7 +151,12 @@ def test_a_retry_reuses_paid_keyframes(settings, monkeypatch) -> None:
     assert job.retry_count == 2
     with session_scope() as session:
         ledger = queries.ledger_for_job(session=session, job_id=job.id)
-    assert [r.operation for r in ledger] == ["generate_image", "generate_image", "animate"]
+    assert [r.operation for r in ledger] == [
+        "generate_image",
+        "generate_image",
+        "judge_keyframes",
+        "animate",
+    ]
 
 
 def test_a_product_without_image_fails_with_a_clear_reason(settings) -> None:

@@ -77,8 +77,12 @@ def test_the_shipped_price_list_prices_every_supported_configuration() -> None:
             )
             assert pricing.estimate_job_cost(settings) > 0
     # Gemini 2.5 Flash Image: 2 x 1290 tokens at $30/1M; Pika 720p: 5 s at $0.04.
+    # (The keyframe check's worst case is left out here: tests/test_keyframe_judge_gemini.py.)
     default_paid = config.Settings(
-        IMAGE_PROVIDER="nano-banana", VIDEO_PROVIDER="pika", VIDEO_DURATION_SECONDS=5
+        IMAGE_PROVIDER="nano-banana",
+        VIDEO_PROVIDER="pika",
+        VIDEO_DURATION_SECONDS=5,
+        KEYFRAME_CHECK="off",
     )
     assert pricing.estimate_job_cost(default_paid) == Decimal("0.2774")
     four_k = config.Settings(
@@ -88,6 +92,7 @@ def test_the_shipped_price_list_prices_every_supported_configuration() -> None:
         VIDEO_PROVIDER="pika",
         VIDEO_RESOLUTION="1080p",
         VIDEO_DURATION_SECONDS=5,
+        KEYFRAME_CHECK="off",
     )
     assert pricing.estimate_job_cost(four_k) == Decimal("0.78")  # 2 x $0.24 + 5 s x $0.06
     assert pricing.estimate_job_cost(config.Settings()) == 0  # offline

@@ -58,6 +58,9 @@ def providers(
         PIKA_LABS_API_URL=fal_url,
         PIKA_LABS_API_KEY=FAL_KEY,
         PROVIDER_POLL_INTERVAL_SECONDS="0",
+        # These tests count image and video calls; the keyframe check has its own tests
+        # against these servers (tests/test_keyframe_judge_gemini.py).
+        KEYFRAME_CHECK="off",
     )
     yield gemini, fal
 

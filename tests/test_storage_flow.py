@@ -220,5 +220,10 @@ def test_a_retry_on_s3_reuses_the_stored_keyframes(s3_settings, monkeypatch) -> 
     assert job.retry_count == 2
     with session_scope() as session:
         ledger = queries.ledger_for_job(session=session, job_id=job.id)
-    assert [r.operation for r in ledger] == ["generate_image", "generate_image", "animate"]
+    assert [r.operation for r in ledger] == [
+        "generate_image",
+        "generate_image",
+        "judge_keyframes",
+        "animate",
+    ]
     assert set(job.image_keys.values()) <= bucket_keys(store)

@@ -106,6 +106,7 @@ def test_retry_after_a_video_failure_reuses_keyframes_and_the_saved_request(
     assert done.status is JobStatus.COMPLETED and done.progress == 100
     # Two keyframes bought once; the video charged once, when it was finally delivered.
     assert sorted(_ledger(first.job_id)) == [
+        ("keyframe_check", True),
         ("nano_banana", True),
         ("nano_banana", True),
         ("pika", True),

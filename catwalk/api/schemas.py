@@ -8,6 +8,7 @@ so the document is exactly what the server sends.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -58,6 +59,33 @@ class JobCost(BaseModel):
     total: float
 
 
+class KeyframeCheck(BaseModel):
+    """One verdict of the keyframe check (scores 0-1, higher is better)."""
+
+    verdict: Literal["pass", "fail"] | None
+    garmentMatch: float | None
+    samePerson: float | None
+    failedFrames: list[Literal["start", "end"]]
+    issues: list[str]
+    cost: float = Field(description="US dollars this judge call cost.")
+
+
+class JobQuality(BaseModel):
+    """The keyframe check before the video: the latest verdict, and every check made."""
+
+    mode: Literal["off", "warn", "enforce"]
+    judge: str | None = Field(description="gemini or offline.")
+    verdict: Literal["pass", "fail"] | None = Field(description="The latest verdict.")
+    garmentMatch: float | None
+    samePerson: float | None
+    failedFrames: list[Literal["start", "end"]]
+    issues: list[str] = Field(description="What the judge found wrong, in words.")
+    regenerations: int = Field(ge=0, description="Keyframes remade after a failed verdict.")
+    regenerationCost: float = Field(description="US dollars the remade keyframes cost.")
+    checkCost: float = Field(description="US dollars the judge calls cost.")
+    checks: list[KeyframeCheck]
+
+
 class JobState(BaseModel):
     """One job, as the original ``GET /api/admin/video-generation/{jobId}`` returns it.
 
@@ -78,6 +106,7 @@ class JobState(BaseModel):
     result: JobResult | SkipJsonSchema[None] = None
     error: str | SkipJsonSchema[None] = None
     cost: JobCost | SkipJsonSchema[None] = None
+    quality: JobQuality | SkipJsonSchema[None] = None
 
 
 class CostByService(BaseModel):

@@ -14,6 +14,8 @@ from catwalk.domain import (
     GeneratedImage,
     GeneratedVideo,
     ImageRequest,
+    JudgeRequest,
+    KeyframeVerdict,
     ProviderProgress,
     StoredObject,
     SubmittedRequest,
@@ -31,6 +33,19 @@ class ImageGenerator(Protocol):
     name: str
 
     def generate(self, request: ImageRequest) -> GeneratedImage: ...
+
+
+@runtime_checkable
+class KeyframeJudge(Protocol):
+    """Judges a pair of keyframes against the product photo before the video is bought.
+
+    Raises ``ProviderError`` (with the call's ``usage`` when it was billed) when it cannot
+    give a verdict; never returns a pass it did not reach.
+    """
+
+    name: str
+
+    def judge(self, request: JudgeRequest) -> KeyframeVerdict: ...
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from catwalk.clients.alerts import WebhookNotifier
-from catwalk.clients.base import BlobStore, ImageGenerator, Notifier, VideoGenerator
+from catwalk.clients.base import BlobStore, ImageGenerator, KeyframeJudge, Notifier, VideoGenerator
 from catwalk.clients.offline import FaultPlan, OfflineImageGenerator, OfflineVideoGenerator
 from catwalk.clients.storage import LocalBlobStore, S3BlobStore
 from catwalk.config import Settings, get_settings
@@ -59,6 +59,22 @@ def video_generator(settings: Settings | None = None) -> VideoGenerator:
     raise ConfigError(f"video provider {settings.video_provider!r} is not available")
 
 
+def keyframe_judge(settings: Settings | None = None) -> KeyframeJudge:
+    """The keyframe check's judge (KEYFRAME_JUDGE; by default gemini with Nano Banana)."""
+    if "judge" in _overrides:
+        return _overrides["judge"]  # type: ignore[return-value]
+    settings = settings or get_settings()
+    if settings.effective_keyframe_judge == "offline":
+        from catwalk.clients.judge_offline import OfflineKeyframeJudge
+
+        return OfflineKeyframeJudge()
+    if settings.effective_keyframe_judge == "gemini":
+        from catwalk.clients.judge_gemini import GeminiKeyframeJudge
+
+        return GeminiKeyframeJudge.from_settings(settings)
+    raise ConfigError(f"keyframe judge {settings.effective_keyframe_judge!r} is not available")
+
+
 def blob_store(settings: Settings | None = None) -> BlobStore:
     if "storage" in _overrides:
         return _overrides["storage"]  # type: ignore[return-value]
@@ -82,8 +98,9 @@ def notifier(settings: Settings | None = None) -> Notifier | None:
 
 @contextmanager
 def override(**implementations: object) -> Iterator[None]:
-    """Use the given implementations (keys: image, video, storage, notifier) inside the block."""
-    unknown = set(implementations) - {"image", "video", "storage", "notifier"}
+    """Use the given implementations (keys: image, video, judge, storage, notifier) inside
+    the block."""
+    unknown = set(implementations) - {"image", "video", "judge", "storage", "notifier"}
     if unknown:
         raise ValueError(f"unknown capability: {', '.join(sorted(unknown))}")
     saved = dict(_overrides)

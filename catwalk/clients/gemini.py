@@ -115,6 +115,12 @@ def build_prompt(request: ImageRequest) -> str:
                 "no text, no watermark. Return one image."
             ),
         ]
+        + (
+            # A remake after the keyframe check: say what was wrong with the last attempt.
+            ["A previous attempt was rejected; fix this: " + "; ".join(request.feedback)]
+            if request.feedback
+            else []
+        )
     )
 
 

@@ -20,7 +20,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from catwalk.clients.base import OnProgress, OnSubmitted
 from catwalk.clients.media import frame_size, render_transition, save_poster
@@ -47,7 +47,8 @@ _HAIR = [(40, 28, 20), (92, 60, 30), (200, 160, 90), (20, 20, 24), (140, 50, 30)
 
 class FaultPlan:
     """Parses ``OFFLINE_FAIL_STEPS``: "images", "video:transient", "images:transient:2"
-    (the first 2 calls fail), "video:transient:30%" (each call fails with probability 0.3).
+    (the first 2 calls fail), "video:transient:30%" (each call fails with probability 0.3),
+    "keyframe-mismatch:1" (the first end keyframe is drawn in another garment colour).
     """
 
     def __init__(self, spec: str, *, rng: random.Random | None = None) -> None:
@@ -60,6 +61,16 @@ class FaultPlan:
             self._faults[step] = (transient, count, rate)
         self._seen: dict[str, int] = {}
         self._rng = rng or random.Random()
+
+    def fires(self, step: str) -> bool:
+        """For faults that change the output instead of raising ("keyframe-mismatch:N")."""
+        if step not in self._faults:
+            return False
+        _, count, rate = self._faults[step]
+        self._seen[step] = self._seen.get(step, 0) + 1
+        if count is not None and self._seen[step] > count:
+            return False
+        return rate >= 1.0 or self._rng.random() < rate
 
     def check(self, step: str, provider: str) -> None:
         if step not in self._faults:
@@ -170,12 +181,12 @@ def compose_keyframe(
     box = (int(cx - torso_w / 2), int(shoulders_y), int(cx + torso_w / 2), int(hips_y))
     draw.rounded_rectangle(box, radius=int(6 * s), fill=skin)
     garment, garment_mask = _cut_out(product)
-    target_w = int(torso_w * 1.5)
-    target_h = max(1, round(garment.height * target_w / garment.width))
-    target_h = min(target_h, int(h * 0.62))
+    x0, y0, target_w, target_h = garment_placement(
+        pose=pose, model_type=model_type, size=(w, h), garment_size=garment.size
+    )
     garment = garment.resize((target_w, target_h))
     garment_mask = garment_mask.resize((target_w, target_h))
-    frame.paste(garment, (int(cx - target_w / 2), int(shoulders_y - 2 * s)), garment_mask)
+    frame.paste(garment, (x0, y0), garment_mask)
 
     # Neck, head, hair (identity: same skin and hair in both poses).
     draw.rectangle([cx - 2.5 * s, head_cy + head_r - s, cx + 2.5 * s, shoulders_y + s], fill=skin)
@@ -200,6 +211,53 @@ def compose_keyframe(
     font = _font(max(10, int(3.2 * u)))
     draw.text((3 * u, h - 6 * u), caption[:60], fill=(250, 250, 250), font=font)
     return frame
+
+
+def garment_placement(
+    *, pose: str, model_type: str, size: tuple[int, int], garment_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Where the composer wears a garment cut-out in a frame: (x, y, width, height).
+
+    The one place this geometry lives, so the offline keyframe judge looks at the same
+    pixels the composer drew the garment on.
+    """
+    w, h = size
+    start = pose == "start"
+    s = (w / 100) * (1.0 if start else 1.08)
+    cx = w * (0.42 if start else 0.58)
+    shoulders_y = h * 0.17 + 7 * s + 5 * s
+    torso_w = (30 if model_type == "male" else 26) * s
+    target_w = int(torso_w * 1.5)
+    target_h = max(1, round(garment_size[1] * target_w / garment_size[0]))
+    target_h = min(target_h, int(h * 0.62))
+    return int(cx - target_w / 2), int(shoulders_y - 2 * s), target_w, target_h
+
+
+def head_placement(*, pose: str, size: tuple[int, int]) -> tuple[float, float, float]:
+    """The centre and radius of the composed model's face: (x, y, r)."""
+    w, h = size
+    start = pose == "start"
+    s = (w / 100) * (1.0 if start else 1.08)
+    cx = w * (0.42 if start else 0.58) + (0 if start else 2 * s)
+    return cx, h * 0.17, 7 * s
+
+
+# Tints a "mismatched" garment is redrawn in: the one farthest from the garment's own colour.
+_MISMATCH_TINTS = [(210, 40, 40), (40, 80, 220), (40, 170, 60), (235, 200, 30)]
+
+
+def recolour(photo: Image.Image) -> Image.Image:
+    """The same garment in another colour (what image models drift into): the
+    ``keyframe-mismatch`` fault, and the keyframe check's tests."""
+    rgb = photo.convert("RGB")
+    small = rgb.resize((32, 32))
+    pixels = list(small.getdata())
+    mean = tuple(sum(p[i] for p in pixels) / len(pixels) for i in range(3))
+    tint = max(
+        _MISMATCH_TINTS, key=lambda t: sum((a - b) ** 2 for a, b in zip(t, mean, strict=True))
+    )
+    grey = ImageOps.grayscale(rgb)
+    return ImageOps.colorize(grey, black=tuple(c // 5 for c in tint), white=tint)
 
 
 def _cut_out(photo: Image.Image) -> tuple[Image.Image, Image.Image]:
@@ -248,6 +306,10 @@ class OfflineImageGenerator:
             time.sleep(self._latency)
         self._faults.check("images", self.name)
         with Image.open(io.BytesIO(request.product_image)) as product:
+            # OFFLINE_FAIL_STEPS=keyframe-mismatch[:N]: the end frame drifts to another
+            # garment colour (N times), so the keyframe check has something to catch.
+            if request.pose == "end" and self._faults.fires("keyframe-mismatch"):
+                product = recolour(product)
             frame = compose_keyframe(
                 product,
                 pose=request.pose,

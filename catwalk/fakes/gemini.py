@@ -12,6 +12,13 @@ Misbehaviour on demand (constructor ``faults=`` or ``POST /_fake/faults``):
 ``prompt_block`` (200, ``promptFeedback.blockReason``), ``image_safety`` (200, candidate
 ``finishReason``, default IMAGE_SAFETY), ``text_only`` (200, a prose refusal), ``malformed``
 (200 with a body that is not JSON), ``bad_image`` (200 with image data that does not decode).
+
+Keyframe judge requests (a text model such as ``gemini-2.5-flash``, structured JSON output)
+are answered from what the fake knows: every keyframe it draws carries a PNG text chunk
+naming the product photo, pose and seed, so it passes a pair it drew from this product photo
+for one person and fails any other frame with a readable issue. Judge-only faults:
+``judge_fail`` (``extra: {"frames": ["end"], "issue": "..."}``: judge those frames failing)
+and ``judge_malformed`` (200 with an answer that is not the schema's JSON).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import uuid
 import zlib
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,6 +47,10 @@ from catwalk.fakes._faults import Fault, FaultQueue
 MODELS = frozenset(
     {"gemini-2.5-flash-image", "gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview"}
 )
+# Text models that answer keyframe-judge requests (no image output).
+JUDGE_MODELS = frozenset({"gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"})
+JUDGE_KINDS = frozenset({"judge_fail", "judge_malformed"})
+MARKER = "catwalk-fake-gemini"
 ASPECT_RATIOS = frozenset(
     {
         "1:1",
@@ -72,6 +83,7 @@ KINDS = frozenset(
         "malformed",
         "bad_image",
     }
+    | JUDGE_KINDS
 )
 IMAGE_TOKENS = 1290
 INPUT_IMAGE_TOKENS = 258
@@ -125,12 +137,19 @@ class FakeGemini:
         )
 
     def add_fault(self, kind: str, **options: Any) -> None:
-        self.faults.add(Fault(kind=kind, **options))
+        self._add(Fault(kind=kind, **options))
+
+    def _add(self, fault: Fault) -> None:
+        # A judge fault left on "any" must not be spent by an image request.
+        if fault.kind in JUDGE_KINDS and fault.on == "any":
+            fault.on = "judge"
+        self.faults.add(fault)
 
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "calls": self.calls,
+                "judge_calls": sum(1 for r in self.requests if r["model"] in JUDGE_MODELS),
                 "requests": list(self.requests),
                 "pending_faults": self.faults.pending(),
             }
@@ -141,7 +160,7 @@ class FakeGemini:
             raw = await request.json()
             items = raw if isinstance(raw, list) else raw.get("faults", [raw])
             for item in items:
-                self.faults.add(Fault.from_dict(item))
+                self._add(Fault.from_dict(item))
         except (ValueError, TypeError, AttributeError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         return JSONResponse({"pending_faults": self.faults.pending()})
@@ -206,8 +225,9 @@ class FakeGemini:
             self.calls += 1
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
-        fault = self._next_fault()
-        if model not in MODELS:
+        judging = model in JUDGE_MODELS
+        fault = self._next_fault("judge" if judging else "generate")
+        if model not in MODELS and not judging:
             return _error(
                 404,
                 "NOT_FOUND",
@@ -224,12 +244,14 @@ class FakeGemini:
             return parsed
         with self._lock:
             self.requests.append({"model": model, "version": version, **parsed["summary"]})
+        if judging:
+            return self._judge(model, body, parsed, fault)
         if fault is not None:
             return self._misbehave(fault, model, parsed)
         return JSONResponse(self._answer(model, parsed))
 
-    def _next_fault(self) -> Fault | None:
-        while (fault := self.faults.take("generate")) is not None:
+    def _next_fault(self, on: str = "generate") -> Fault | None:
+        while (fault := self.faults.take(on)) is not None:
             if fault.kind != "latency":
                 return fault
             time.sleep(fault.seconds)
@@ -349,8 +371,14 @@ class FakeGemini:
         frame = ImageOps.fit(frame, (self.width, height))
         if draft:
             frame = ImageOps.grayscale(frame).convert("RGB")
+        # Signed, so the judge recognises its own keyframes: which photo, pose and person.
+        info = PngImagePlugin.PngInfo()
+        product_crc = zlib.crc32(parsed["images"][0]) if parsed["images"] else None
+        info.add_text(
+            MARKER, json.dumps({"product": product_crc, "pose": pose, "seed": parsed["seed"]})
+        )
         out = io.BytesIO()
-        frame.save(out, format="PNG")
+        frame.save(out, format="PNG", pnginfo=info)
         return out.getvalue()
 
     def _usage(self, parsed: dict[str, Any], *, output: int, thoughts: int = 0) -> dict[str, Any]:
@@ -425,6 +453,76 @@ class FakeGemini:
             "modelVersion": model,
             "responseId": uuid.uuid4().hex[:22],
         }
+
+    @staticmethod
+    def _marker(image: bytes) -> dict[str, Any] | None:
+        try:
+            with Image.open(io.BytesIO(image)) as img:
+                raw = img.info.get(MARKER) if isinstance(img.info, dict) else None
+            return json.loads(raw) if raw else None
+        except (OSError, ValueError):
+            return None
+
+    def _judge(
+        self, model: str, body: dict[str, Any], parsed: dict[str, Any], fault: Fault | None
+    ) -> Response:
+        """Answer a keyframe-judge request: product photo, start and end keyframe inline."""
+        if fault is not None and fault.kind not in JUDGE_KINDS:
+            if fault.kind in ("image_safety", "text_only", "bad_image"):
+                fault = Fault(kind="judge_malformed")  # no image to refuse: an unusable answer
+            else:
+                return self._misbehave(fault, model, parsed)
+        config = body.get("generationConfig", body.get("generation_config")) or {}
+        mime = config.get("responseMimeType", config.get("response_mime_type"))
+        schema = config.get("responseJsonSchema", config.get("response_json_schema"))
+        usage = self._usage(parsed, output=0)
+        if len(parsed["images"]) != 3:
+            text = "Please send the product photo and the two keyframes."
+            return JSONResponse(self._envelope(model, [{"text": text}], "STOP", usage))
+        product, *frames = parsed["images"]
+        crc = zlib.crc32(product)
+        failed: list[str] = []
+        issues: list[str] = []
+        marks = [self._marker(frame) for frame in frames]
+        for pose, mark in zip(("start", "end"), marks, strict=True):
+            if mark is None:
+                failed.append(pose)
+                issues.append(f"{pose}: this is not a keyframe of the product photo")
+            elif mark.get("product") != crc:
+                failed.append(pose)
+                issues.append(f"{pose}: the garment is not the product in the photo")
+            elif mark.get("pose") != pose:
+                failed.append(pose)
+                issues.append(f"{pose}: the model is not in the {pose} pose")
+        same = all(marks) and marks[0].get("seed") == marks[1].get("seed")  # type: ignore[union-attr]
+        if all(marks) and not same and "end" not in failed:
+            failed.append("end")
+            issues.append("end: a different person from the start frame")
+        if fault is not None and fault.kind == "judge_fail":
+            for pose in fault.extra.get("frames") or [fault.reason or "end"]:
+                if pose not in failed:
+                    failed.append(pose)
+                issues.append(
+                    fault.extra.get("issue")
+                    or f"{pose}: the garment colour differs from the product photo"
+                )
+        answer = {
+            "verdict": "fail" if failed else "pass",
+            "garmentMatch": 0.35 if failed else 0.94,
+            "samePerson": 0.97 if same else 0.2,
+            "failedFrames": [p for p in ("start", "end") if p in failed],
+            "issues": issues,
+        }
+        if fault is not None and fault.kind == "judge_malformed":
+            text = fault.extra.get("text") or '{"verdict": "pass", "garmentMatch": '
+        elif mime == "application/json" and schema:
+            text = json.dumps(answer)
+        else:
+            # Without structured output a model answers in prose (what clients must refuse).
+            text = f"Verdict: {answer['verdict']}. " + " ".join(issues)
+        usage = self._usage(parsed, output=max(1, len(text) // 4), thoughts=120)
+        usage.pop("candidatesTokensDetails", None)
+        return JSONResponse(self._envelope(model, [{"text": text}], "STOP", usage))
 
     def _misbehave(self, fault: Fault, model: str, parsed: dict[str, Any]) -> Response:
         kind = fault.kind

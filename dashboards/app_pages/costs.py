@@ -8,8 +8,10 @@ import streamlit as st
 from catwalk.dashboards import data, ui
 
 PERIODS = {"7 days": 7, "30 days": 30, "90 days": 90}
-SERVICE_NAMES = {"nano_banana": "Keyframes", "pika": "Video"}
-SERVICE_COLOURS = alt.Scale(domain=list(SERVICE_NAMES.values()), range=["#E599B5", "#C2255C"])
+SERVICE_NAMES = {"nano_banana": "Keyframes", "pika": "Video", "keyframe_check": "Keyframe check"}
+SERVICE_COLOURS = alt.Scale(
+    domain=list(SERVICE_NAMES.values()), range=["#E599B5", "#C2255C", "#F08C00"]
+)
 
 
 def _by_day_chart(by_day: pd.DataFrame) -> alt.Chart:

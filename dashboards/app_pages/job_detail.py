@@ -86,6 +86,41 @@ def _media(detail: data.JobDetail) -> None:
         video.container(height=200, border=True).caption("Video: not made yet")
 
 
+def _quality(detail: data.JobDetail) -> None:
+    """The keyframe check beside the keyframes: verdict, scores, issues, regenerations."""
+    quality = detail.quality
+    if not quality:
+        return
+    verdict = quality["verdict"]
+    label = {"pass": ":green[passed]", "fail": ":red[failed]"}.get(verdict or "", "not judged yet")
+    with st.container(border=True):
+        st.markdown(f"**Keyframe check** {label} · {quality['mode']} · {quality['judge']} judge")
+        cols = st.columns(4)
+        for column, name, key in (
+            (cols[0], "Garment match", "garmentMatch"),
+            (cols[1], "Same person", "samePerson"),
+        ):
+            value = quality.get(key)
+            column.metric(name, f"{value:.2f}" if isinstance(value, int | float) else "–")
+        cols[2].metric("Regenerations", str(quality["regenerations"]))
+        cols[3].metric(
+            "Check + remakes",
+            ui.money(quality["checkCost"] + quality["regenerationCost"], places=4),
+        )
+        for issue in quality["issues"]:
+            # Plain text: the judge's words are not markdown.
+            st.text(f"• {issue}")
+        if len(quality["checks"]) > 1:
+            st.caption(
+                "Verdicts in order: "
+                + " → ".join(
+                    f"{c['verdict']}"
+                    + (f" ({', '.join(c['failedFrames'])})" if c["failedFrames"] else "")
+                    for c in quality["checks"]
+                )
+            )
+
+
 def _timeline(detail: data.JobDetail) -> None:
     st.subheader("Timeline")
     events = pd.DataFrame(
@@ -174,6 +209,7 @@ def show(job_id: str) -> None:
         st.link_button("Open the Prefect run", run_url, icon=":material/open_in_new:")
     _actions(detail)
     _media(detail)
+    _quality(detail)
     _timeline(detail)
 
 
