@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from catwalk.tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
+from catwalk.tasks.report import redeliver_webhooks
 from prefect import flow
 
 
@@ -12,7 +13,8 @@ def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
     jobs = reconcile_jobs(grace_seconds)
     deletions = retry_pending_deletions()
     alerts = redeliver_alerts()
-    return {"jobs": jobs, "deletions": deletions, "alerts": alerts}
+    webhooks = redeliver_webhooks()
+    return {"jobs": jobs, "deletions": deletions, "alerts": alerts, "webhooks": webhooks}
 
 
 if __name__ == "__main__":

@@ -155,3 +155,11 @@ def report_job(job_id: str) -> None:
         notify_job_ended(job_id)
     except Exception:  # recorded events are retried by deliver_pending_webhooks
         run_logger.warning("job %s: completion webhook not sent", job_id, exc_info=True)
+
+
+@task(name="deliver-pending-webhooks", cache_policy=NO_CACHE)
+def redeliver_webhooks(limit: int = 200) -> dict[str, int]:
+    """Send completion events whose webhook delivery failed earlier (the receiver was down)."""
+    from catwalk.tasks.webhooks import deliver_pending_webhooks
+
+    return {"delivered": deliver_pending_webhooks(limit=limit)}

@@ -180,3 +180,15 @@ def test_retry_and_cancel_over_the_api(
         httpx.post(f"{http.base_url}{PREFIX}/{failed}/cancel".replace("//api", "/api")).status_code
         == 401
     )
+
+
+def test_swagger_ui_is_served_from_the_package_not_a_cdn(
+    settings: config.Settings, api: tuple[httpx.Client, Launches]
+) -> None:
+    http, _ = api
+    page = httpx.get(f"{str(http.base_url).rstrip('/')}/docs")
+    assert page.status_code == 200 and "Swagger UI" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        got = httpx.get(f"{str(http.base_url).rstrip('/')}/docs/static/{asset}")
+        assert got.status_code == 200 and len(got.content) > 10_000, asset

@@ -209,3 +209,11 @@ def test_each_bad_database_url_is_one_line(url: str, expected: str, tmp_path: Pa
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == expected
     assert "s3cret" not in result.stderr
+
+
+def test_products_list_as_json(settings, tmp_path: Path) -> None:
+    _products(tmp_path, "p1", "[p2]")  # brackets survive: JSON, no markup
+    listing = _run("products", "--json")
+    assert listing.exit_code == 0, listing.output
+    rows = json.loads(listing.output)
+    assert sorted((r["id"], r["videoUrl"]) for r in rows) == [("[p2]", None), ("p1", None)]

@@ -124,3 +124,19 @@ def test_failed_job_event_recorded_and_retried_later(
     event = json.loads(httpserver.log[0][0].get_data())
     assert event["type"] == "job.failed" and event["data"]["error"] == "video: refused"
     assert deliver_pending_webhooks(settings=hook) == 0
+
+
+def test_housekeeping_redelivers_what_is_still_pending(
+    hook: config.Settings, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    from catwalk.flows.housekeeping import housekeeping  # the flow wires the task in
+    from catwalk.tasks.report import redeliver_webhooks
+
+    assert housekeeping.name == "housekeeping"
+    httpserver.expect_request("/hooks/catwalk", method="POST").respond_with_data("", 500)
+    job_id = _ended_job(hook, tmp_path, "c" * 32, JobStatus.COMPLETED)
+    assert notify_job_ended(job_id, settings=hook) is False
+    httpserver.clear()
+    httpserver.expect_request("/hooks/catwalk", method="POST").respond_with_data("", 200)
+    assert redeliver_webhooks.fn() == {"delivered": 1}
+    assert redeliver_webhooks.fn() == {"delivered": 0}

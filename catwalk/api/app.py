@@ -158,6 +158,7 @@ def create_app(
             "`Authorization: Bearer <CATWALK_API_TOKEN>`."
         ),
         lifespan=_lifespan,
+        docs_url=None,  # served from the installed swagger-ui-bundle instead (extra.py)
     )
     app.state.settings = settings
     app.state.api_token = token if token is not None else resolve_token(settings)[0]

@@ -81,6 +81,27 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed swagger-ui-bundle package: FastAPI's default
+    page loads it from a CDN and is blank on a closed network."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), "docs")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
 def register(
     app: FastAPI,
     *,
@@ -90,6 +111,7 @@ def register(
 ) -> None:
     """Add the list, retry, cancel and media endpoints to ``app``."""
     app.include_router(media_router())
+    _offline_docs(app)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
     unauthorized = {"model": ErrorBody, "description": "Missing or wrong bearer token."}
 

@@ -68,7 +68,9 @@ def _display_url(url: str | None) -> str:
 
 
 @products_app.callback()
-def products_list(ctx: typer.Context) -> None:
+def products_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Without a subcommand: list products with their current video."""
     from catwalk.clients import factory
     from catwalk.db import queries, session_scope
@@ -78,6 +80,18 @@ def products_list(ctx: typer.Context) -> None:
     store = factory.blob_store()
     with session_scope() as session:
         rows = queries.list_products(session=session)
+        if as_json:
+            listing = [
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "images": list(p.images),
+                    "videoUrl": store.url(p.video_key) if p.video_key else None,
+                }
+                for p in rows
+            ]
+            print(json.dumps(listing, indent=2))
+            return
         if not rows:
             console.print("No products yet. Add one with [bold]catwalk products add NAME IMAGE[/].")
             return
