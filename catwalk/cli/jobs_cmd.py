@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy import select
 
 from catwalk.errors import InputError, LimitExceeded
 
@@ -33,6 +32,8 @@ def say(text: str, *, error: bool = False) -> None:
 
 def resolve_job_id(session: Any, given: str) -> str:
     """The full id of the one job whose id is ``given`` or starts with it (>= 6 characters)."""
+    from sqlalchemy import select
+
     from catwalk.db.models import VideoJob
 
     given = given.strip().lower()
