@@ -14,8 +14,8 @@ imports, Prefect's threads) when the flow body is entered, when the first task's
 entered and when that task ends (it is the first to open the database), then ends the
 process: what comes after is the job's own work, not start-up.
 
-``--code DIR`` runs the child with ``PYTHONPATH=DIR`` and ``CATWALK_PROJECT_DIR=DIR`` (the
-deployment's pull step and relative entrypoint follow it), so a checkout of an older commit
+``--code DIR`` runs the child with ``PYTHONPATH=DIR`` and the deployment's pull step pointed
+at DIR (the entrypoint is relative to it; each child reports where ``catwalk`` came from), so a checkout of an older commit
 (with ``catwalk/flows`` etc. symlinked to its top-level folders) runs against the same
 server; given several times, runs alternate between them so they share the machine's load. Figures are printed as they come;
 the last line is JSON.
@@ -61,7 +61,11 @@ def _probe() -> None:
             original(fn, parameters)
         finally:
             marks["first_task_done"] = time.process_time()
-            out.write_text(json.dumps({**marks, "fn": getattr(fn, "__name__", "?")}))
+            loaded = {m: m in sys.modules for m in ("alembic", "boto3", "av")}
+            where = str(Path(sys.modules["catwalk"].__file__ or "").parent.parent)
+            out.write_text(
+                json.dumps({**marks, "fn": fn.__name__, "loaded": loaded, "from": where})
+            )
             os._exit(0)
 
     callables.call_with_parameters = call_with_parameters
@@ -85,8 +89,6 @@ def _args() -> argparse.Namespace:
 
 
 def _child_env(code: Path) -> dict[str, str]:
-    # The deployment's pull step goes to CATWALK_PROJECT_DIR, and the entrypoint is relative
-    # to it, so one deployment runs whichever checkout the child is pointed at.
     env = {**os.environ, "CATWALK_PROJECT_DIR": str(code)}
     if code != ROOT:
         env["PYTHONPATH"] = str(code)
@@ -128,6 +130,7 @@ def main() -> None:
         photo = str(next(iter(catalog.write_demo_photos(home / "photos").values())))
 
         from prefect import get_client
+        from prefect.client.schemas.actions import DeploymentUpdate
 
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name("generate-product-video/default")
@@ -139,6 +142,21 @@ def main() -> None:
                         queries.upsert_product(
                             session=session, product_id=product, name=product, images=[photo]
                         )
+                    # `prefect deploy` fixed the pull step's folder ({{ $CATWALK_PROJECT_DIR }})
+                    # when it deployed, and the engine imports from that folder: point it at
+                    # this run's checkout (the engine reads the deployment when it starts).
+                    client.update_deployment(
+                        deployment.id,
+                        DeploymentUpdate(
+                            pull_steps=[
+                                {
+                                    "prefect.deployments.steps.set_working_directory": {
+                                        "directory": str(code)
+                                    }
+                                }
+                            ]
+                        ),
+                    )
                     run = client.create_flow_run_from_deployment(
                         deployment.id, parameters={"product_id": product}
                     )
@@ -163,7 +181,8 @@ def main() -> None:
                     print(
                         f"run {i + 1} {code}: flow body at {got['flow_body']:.2f} CPU-s, first "
                         f"task ({got['fn']}) at {got['first_task']:.2f}, done at "
-                        f"{got['first_task_done']:.2f} CPU-s, {wall:.1f} s wall",
+                        f"{got['first_task_done']:.2f} CPU-s, {wall:.1f} s wall; catwalk from "
+                        f"{got['from']}, loaded {[m for m, on in got['loaded'].items() if on]}",
                         flush=True,
                     )
     finally:
