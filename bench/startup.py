@@ -3,18 +3,21 @@
     python bench/startup.py                # 5 runs, median
     python bench/startup.py --runs 9
     python bench/startup.py --code DIR     # run the flow code of another checkout (e.g. an old commit)
+    python bench/startup.py --code OLD --code .   # compare, runs alternating under the same load
 
 What a worker does for each job, minus the worker: a throwaway ``prefect server`` (SQLite),
 ``prefect deploy --all`` from prefect.yaml, one flow run per measurement created from the
 ``generate-product-video/default`` deployment, then ``python -m prefect.engine`` started with
 ``PREFECT__FLOW_RUN_ID`` exactly as the process worker starts it. A small probe in that child
 records ``time.process_time()`` (CPU of the whole process since it started: interpreter,
-imports, Prefect's threads) when the flow body is entered and when the first task's body is
-entered, then ends the process: what comes after is the job's own work, not start-up.
+imports, Prefect's threads) when the flow body is entered, when the first task's body is
+entered and when that task ends (it is the first to open the database), then ends the
+process: what comes after is the job's own work, not start-up.
 
-``--code DIR`` runs the child with ``PYTHONPATH=DIR`` and the deployments from DIR's
-prefect.yaml, so a checkout of an older commit (with ``catwalk/flows`` etc. symlinked to its
-top-level folders) is measured against the same server. Figures are printed as they come;
+``--code DIR`` runs the child with ``PYTHONPATH=DIR`` and the deployment's pull step pointed
+at DIR (the entrypoint is relative to it; each child reports where ``catwalk`` came from), so a checkout of an older commit
+(with ``catwalk/flows`` etc. symlinked to its top-level folders) runs against the same
+server; given several times, runs alternate between them so they share the machine's load. Figures are printed as they come;
 the last line is JSON.
 """
 
@@ -48,12 +51,22 @@ def _probe() -> None:
 
     def call_with_parameters(fn, parameters):  # type: ignore[no-untyped-def]
         cpu = time.process_time()
-        key = "flow_body" if "flow_body" not in marks else "first_task"
-        marks[key] = cpu
-        if key == "first_task":
-            out.write_text(json.dumps({**marks, "fn": getattr(fn, "__name__", "?")}))
+        if "flow_body" not in marks:
+            marks["flow_body"] = cpu
+            return original(fn, parameters)
+        marks["first_task"] = cpu
+        # The first task (start_job) is the first to open the database: its end includes
+        # the engine, the schema check (or migration) and the job's first writes.
+        try:
+            original(fn, parameters)
+        finally:
+            marks["first_task_done"] = time.process_time()
+            loaded = {m: m in sys.modules for m in ("alembic", "boto3", "av")}
+            where = str(Path(sys.modules["catwalk"].__file__ or "").parent.parent)
+            out.write_text(
+                json.dumps({**marks, "fn": fn.__name__, "loaded": loaded, "from": where})
+            )
             os._exit(0)
-        return original(fn, parameters)
 
     callables.call_with_parameters = call_with_parameters
     sys.argv = ["prefect.engine"]
@@ -65,9 +78,21 @@ def _args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--code", type=Path, default=ROOT, help="checkout whose flow code is run")
+    p.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        help="checkout whose flow code is run (repeat to compare; runs alternate between them)",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args()
+
+
+def _child_env(code: Path) -> dict[str, str]:
+    env = {**os.environ, "CATWALK_PROJECT_DIR": str(code)}
+    if code != ROOT:
+        env["PYTHONPATH"] = str(code)
+    return env
 
 
 def main() -> None:
@@ -75,7 +100,7 @@ def main() -> None:
     if args.child:
         _probe()
         return
-    code = args.code.resolve()
+    codes = [c.resolve() for c in (args.code or [ROOT])]
     home = Path(tempfile.mkdtemp(prefix="catwalk-startup-"))
     os.environ.update(
         {
@@ -95,59 +120,88 @@ def main() -> None:
 
     settings = get_settings()
     server = stack.ManagedServer(settings, port=stack.free_port())
+    marks_by_code: dict[Path, list[dict[str, float]]] = {code: [] for code in codes}
+    loads: list[float] = []
     try:
         os.environ["PREFECT_API_URL"] = server.start()
-        child_env = {**os.environ, "CATWALK_PROJECT_DIR": str(code)}
-        if code != ROOT:
-            child_env["PYTHONPATH"] = str(code)
         stack.ensure_work_pool(settings)
         stack.ensure_provider_limits(settings)
-        stack.deploy_all(project_dir=code, env=child_env)
+        stack.deploy_all(project_dir=codes[0], env=_child_env(codes[0]))
         photo = str(next(iter(catalog.write_demo_photos(home / "photos").values())))
 
         from prefect import get_client
+        from prefect.client.schemas.actions import DeploymentUpdate
 
-        flow_body: list[float] = []
-        first_task: list[float] = []
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name("generate-product-video/default")
             for i in range(args.runs):
-                product = f"startup-{i}"
-                with session_scope() as session:
-                    queries.upsert_product(
-                        session=session, product_id=product, name=product, images=[photo]
+                # Alternating between checkouts puts them under the same load.
+                for n, code in enumerate(codes):
+                    product = f"startup-{i}-{n}"
+                    with session_scope() as session:
+                        queries.upsert_product(
+                            session=session, product_id=product, name=product, images=[photo]
+                        )
+                    # `prefect deploy` fixed the pull step's folder ({{ $CATWALK_PROJECT_DIR }})
+                    # when it deployed, and the engine imports from that folder: point it at
+                    # this run's checkout (the engine reads the deployment when it starts).
+                    client.update_deployment(
+                        deployment.id,
+                        DeploymentUpdate(
+                            pull_steps=[
+                                {
+                                    "prefect.deployments.steps.set_working_directory": {
+                                        "directory": str(code)
+                                    }
+                                }
+                            ]
+                        ),
                     )
-                run = client.create_flow_run_from_deployment(
-                    deployment.id, parameters={"product_id": product}
-                )
-                marks = home / f"marks-{i}.json"
-                env = {**child_env, "PREFECT__FLOW_RUN_ID": str(run.id), PROBE_ENV: str(marks)}
-                wall = time.monotonic()
-                subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--child"],
-                    cwd=code,
-                    env=env,
-                    check=True,
-                    timeout=300,
-                )
-                wall = time.monotonic() - wall
-                got = json.loads(marks.read_text())
-                flow_body.append(got["flow_body"])
-                first_task.append(got["first_task"])
-                print(
-                    f"run {i + 1}: flow body at {got['flow_body']:.2f} CPU-s, first task "
-                    f"({got['fn']}) at {got['first_task']:.2f} CPU-s, {wall:.1f} s wall",
-                    flush=True,
-                )
+                    run = client.create_flow_run_from_deployment(
+                        deployment.id, parameters={"product_id": product}
+                    )
+                    marks = home / f"marks-{i}-{n}.json"
+                    env = {
+                        **_child_env(code),
+                        "PREFECT__FLOW_RUN_ID": str(run.id),
+                        PROBE_ENV: str(marks),
+                    }
+                    wall = time.monotonic()
+                    subprocess.run(
+                        [sys.executable, str(Path(__file__).resolve()), "--child"],
+                        cwd=code,
+                        env=env,
+                        check=True,
+                        timeout=300,
+                    )
+                    wall = time.monotonic() - wall
+                    loads.append(os.getloadavg()[0])
+                    got = json.loads(marks.read_text())
+                    marks_by_code[code].append(got)
+                    print(
+                        f"run {i + 1} {code}: flow body at {got['flow_body']:.2f} CPU-s, first "
+                        f"task ({got['fn']}) at {got['first_task']:.2f}, done at "
+                        f"{got['first_task_done']:.2f} CPU-s, {wall:.1f} s wall; catwalk from "
+                        f"{got['from']}, loaded {[m for m, on in got['loaded'].items() if on]}",
+                        flush=True,
+                    )
     finally:
         server.stop()
-    load = os.getloadavg()[0]
+
+    def median(code: Path, key: str) -> float:
+        return round(statistics.median(m[key] for m in marks_by_code[code]), 3)
+
     summary = {
         "runs": args.runs,
-        "code": str(code),
-        "flow_body_cpu_s": round(statistics.median(flow_body), 3),
-        "first_task_cpu_s": round(statistics.median(first_task), 3),
-        "load_average_1m": round(load, 2),
+        "results": {
+            str(code): {
+                "flow_body_cpu_s": median(code, "flow_body"),
+                "first_task_cpu_s": median(code, "first_task"),
+                "first_task_done_cpu_s": median(code, "first_task_done"),
+            }
+            for code in codes
+        },
+        "load_average_1m": [round(min(loads), 1), round(max(loads), 1)],
     }
     print(json.dumps(summary))
 
