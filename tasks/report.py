@@ -38,7 +38,7 @@ def video_run_name() -> str:
     return f"video · {params.get('product_id') or '?'} · {job_label(params.get('job_id'))}"
 
 
-def route_catwalk_logs(*_: object) -> None:
+def route_catwalk_logs(flow: Any, flow_run: Any, state: Any) -> None:
     """``on_running`` hook: let catwalk's own INFO lines reach the flow-run logs.
 
     Prefect attaches its API handler to the extra loggers but leaves their level alone, so

@@ -121,7 +121,9 @@ def deliver_webhook(
 def notify_job_ended(job_id: str, *, settings: Settings | None = None) -> bool:
     """Record and deliver the job's completion event (nothing when WEBHOOK_URL is unset)."""
     delivery_id = record_job_event(job_id, settings=settings)
-    return bool(delivery_id) and deliver_webhook(delivery_id, settings=settings)
+    if not delivery_id:
+        return False
+    return deliver_webhook(delivery_id, settings=settings)
 
 
 def deliver_pending_webhooks(*, settings: Settings | None = None, limit: int = 50) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from catwalk.api.auth import unauthorized
@@ -29,7 +30,7 @@ def _header(scope: Scope, name: bytes) -> str:
 
 
 async def _answer(
-    send: Any, status: int, detail: str, headers: dict[str, str] | None = None
+    send: Any, status: int, detail: str, headers: Mapping[str, str] | None = None
 ) -> None:
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

@@ -141,7 +141,7 @@ class _GuardedBackend(httpcore.SyncBackend):
             raise _Refused(f"cannot resolve {host}") from exc
         last: OSError | None = None
         for family, kind, proto, _, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             if not self._allowed(ip, port):
                 raise _Refused(
                     f"{host} resolves to a non-public address ({ip}); "
@@ -155,7 +155,9 @@ class _GuardedBackend(httpcore.SyncBackend):
             except OSError as exc:
                 last = exc
                 continue
-            return _DeadlineStream(httpcore._backends.sync.SyncStream(sock), self._deadline)
+            # httpcore exports no public sync stream type; the pinned httpcore has this one.
+            sync_stream = httpcore._backends.sync.SyncStream  # type: ignore[attr-defined]
+            return _DeadlineStream(sync_stream(sock), self._deadline)
         raise httpcore.ConnectError(str(last or f"cannot connect to {host}"))
 
 

@@ -309,7 +309,7 @@ class OfflineImageGenerator:
             # OFFLINE_FAIL_STEPS=keyframe-mismatch[:N]: the end frame drifts to another
             # garment colour (N times), so the keyframe check has something to catch.
             if request.pose == "end" and self._faults.fires("keyframe-mismatch"):
-                product = recolour(product)
+                product = recolour(product)  # type: ignore[assignment]  # an Image, as open() gives
             frame = compose_keyframe(
                 product,
                 pose=request.pose,
