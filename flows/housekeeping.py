@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from catwalk.tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
+from catwalk.tasks.slots import reconcile_provider_slots
 from prefect import flow
 
 
@@ -12,7 +13,8 @@ def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
     jobs = reconcile_jobs(grace_seconds)
     deletions = retry_pending_deletions()
     alerts = redeliver_alerts()
-    return {"jobs": jobs, "deletions": deletions, "alerts": alerts}
+    slots = reconcile_provider_slots()
+    return {"jobs": jobs, "deletions": deletions, "alerts": alerts, "slots": slots}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from catwalk.db import queries, session_scope
 from catwalk.db.base import utcnow
 from catwalk.tasks._policy import attempt, charge, retry_policy, wait_reporter
+from catwalk.tasks.slots import slot_book
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -120,7 +121,9 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     )
     work_dir = Path(settings.work_dir) / job_id
     try:
-        with provider_slot("video", on_wait=wait_reporter(job_id), deadline=deadline):
+        with provider_slot(
+            "video", on_wait=wait_reporter(job_id), deadline=deadline, book=slot_book(job_id)
+        ):
             video = generator.animate(
                 request,
                 work_dir=work_dir,
