@@ -15,6 +15,8 @@ Why this shape (measured in ../shared/PREFECT.md):
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import socket
@@ -30,6 +32,8 @@ import httpx
 from catwalk.clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
 from catwalk.config import Settings
 from catwalk.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 WORK_POOL = "catwalk"
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
@@ -72,6 +76,8 @@ class ManagedServer:
     settings: Settings
     port: int = DEFAULT_PORT
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # A server started by an earlier `catwalk worker` and taken over (start_or_adopt).
+    adopted_pid: int | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -109,8 +115,117 @@ class ManagedServer:
         raise ConfigError(f"prefect server did not answer within {timeout:.0f} s")
 
     def stop(self) -> None:
+        record = read_server_record(self.settings, self.port)
         stop_process(self.process)
         self.process = None
+        if self.adopted_pid is not None:
+            stop_group(self.adopted_pid)
+            self.adopted_pid = None
+        if record is not None and record.get("owner_pid") == os.getpid():
+            server_record_path(self.settings, self.port).unlink(missing_ok=True)
+
+    def start_or_adopt(self, *, timeout: float = 120.0) -> str:
+        """Start the server, or take over the one an earlier ``catwalk worker`` left behind.
+
+        The pid file (``server-PORT.json`` in PREFECT_HOME) names the server, the
+        ``catwalk worker`` that owns it and that one's ``prefect worker``. If the owner is
+        gone (killed with ``kill -9``, crashed), its ``prefect worker`` is stopped (two
+        workers would share the runs), and its server is adopted when it answers, stopped
+        and started afresh when it does not. A live owner's server is refused, as before.
+        """
+        record = read_server_record(self.settings, self.port)
+        path = server_record_path(self.settings, self.port)
+        if record is not None:
+            owner, server_pid = int(record.get("owner_pid", 0)), int(record.get("server_pid", 0))
+            if owner != os.getpid() and process_alive(owner):
+                raise ConfigError(
+                    f"a catwalk worker (pid {owner}) already runs the Prefect server on port "
+                    f"{self.port}; stop it first, or pick another --port"
+                )
+            orphan_worker = int(record.get("worker_pid", 0))
+            if orphan_worker and process_alive(orphan_worker):
+                logger.warning("stopping orphaned prefect worker (pid %d)", orphan_worker)
+                stop_group(orphan_worker)
+            if _is_prefect_server(server_pid):
+                if _healthy(self.api_url, wait=10.0):
+                    self.adopted_pid = server_pid
+                    write_server_record(self.settings, self.port, server_pid=server_pid)
+                    logger.warning("adopted the Prefect server (pid %d) left running", server_pid)
+                    return self.api_url
+                logger.warning("stopping the unresponsive Prefect server (pid %d)", server_pid)
+                stop_group(server_pid)
+            path.unlink(missing_ok=True)
+        url = self.start(timeout=timeout)
+        assert self.process is not None
+        write_server_record(self.settings, self.port, server_pid=self.process.pid)
+        return url
+
+
+def server_record_path(settings: Settings, port: int) -> Path:
+    return settings.prefect_home / f"server-{port}.json"
+
+
+def read_server_record(settings: Settings, port: int) -> dict[str, int] | None:
+    try:
+        data = json.loads(server_record_path(settings, port).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_server_record(settings: Settings, port: int, **fields: int) -> None:
+    """Merge ``fields`` into the pid file; this process becomes the owner."""
+    record = read_server_record(settings, port) or {}
+    record.update(fields, owner_pid=os.getpid(), port=port)
+    path = server_record_path(settings, port)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (dead, not yet reaped by its parent) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _is_prefect_server(pid: int) -> bool:
+    """Only a process that is a ``prefect server`` is ever stopped or adopted (pid reuse)."""
+    if not process_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    return b"prefect" in b" ".join(argv) and b"server" in argv
+
+
+def stop_group(pid: int, *, grace: float = 15.0) -> None:
+    """Interrupt a process group we (or an earlier catwalk worker) started, then kill it."""
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 15.0) -> None:
@@ -127,11 +242,39 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 15.0
         pass
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+def _healthy(api_url: str, *, wait: float = 0.0) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def supervise(
+    worker_process: subprocess.Popen[bytes], *, every: float = 60.0, reconcile: bool = True
+) -> int:
+    """Wait for the worker; every ``every`` seconds, give back leaked provider slots.
+
+    The reconciler also runs once at start: a worker starting after a crash or a lease
+    store outage finds the limits as they were left.
+    """
+    from catwalk.tasks.slots import reconcile_slots
+
+    while True:
+        if reconcile:
+            try:
+                reconcile_slots()
+            except Exception as exc:  # noqa: BLE001 - a bad minute must not stop the worker
+                logger.warning("slot reconciliation failed (%s); next try in %.0f s", exc, every)
+        try:
+            return worker_process.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def ensure_work_pool(settings: Settings, *, name: str = WORK_POOL) -> None:

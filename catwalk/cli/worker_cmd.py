@@ -46,7 +46,7 @@ def worker(
     if not os.environ.get("PREFECT_API_URL"):
         server = stack.ManagedServer(settings, port=port or stack.free_port())
         console.print(f"starting Prefect server on {server.api_url} (home {settings.prefect_home})")
-        os.environ["PREFECT_API_URL"] = server.start()
+        os.environ["PREFECT_API_URL"] = server.start_or_adopt()
         os.environ.pop("PREFECT_HOME", None)
     worker_process = None
     try:
@@ -62,12 +62,14 @@ def worker(
         worker_process = stack.start_worker(
             name=name or f"catwalk-{socket.gethostname()}", query_seconds=query_seconds
         )
+        if server is not None:  # the pid file names it, for the next start after a crash
+            stack.write_server_record(settings, server.port, worker_pid=worker_process.pid)
         console.print(
             f"worker running; PREFECT_API_URL={os.environ['PREFECT_API_URL']} "
             "(set it, with CATWALK_LAUNCHER=deployment, for `catwalk generate` and the dashboard)"
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
-        worker_process.wait()
+        stack.supervise(worker_process)
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
