@@ -256,21 +256,24 @@ def _healthy(api_url: str, *, wait: float = 0.0) -> bool:
 
 
 def supervise(
-    worker_process: subprocess.Popen[bytes], *, every: float = 60.0, reconcile: bool = True
+    worker_process: subprocess.Popen[bytes], *, every: float = 30.0, reconcile: bool = True
 ) -> int:
-    """Wait for the worker; every ``every`` seconds, give back leaked provider slots.
+    """Wait for the worker; every ``every`` seconds, re-attach jobs whose run was lost and
+    give back leaked provider slots.
 
-    The reconciler also runs once at start: a worker starting after a crash or a lease
-    store outage finds the limits as they were left.
+    Both also run once at start: a worker starting after a crash or a lease store outage
+    finds the runs and limits as they were left.
     """
+    from catwalk.tasks.recovery import resume_lost_runs
     from catwalk.tasks.slots import reconcile_slots
 
     while True:
         if reconcile:
-            try:
-                reconcile_slots()
-            except Exception as exc:  # noqa: BLE001 - a bad minute must not stop the worker
-                logger.warning("slot reconciliation failed (%s); next try in %.0f s", exc, every)
+            for what, repair in (("re-attach", resume_lost_runs), ("slots", reconcile_slots)):
+                try:
+                    repair()
+                except Exception as exc:  # noqa: BLE001 - a bad minute must not stop the worker
+                    logger.warning("%s check failed (%s); next try in %.0f s", what, exc, every)
         try:
             return worker_process.wait(timeout=every)
         except subprocess.TimeoutExpired:
@@ -316,6 +319,51 @@ def ensure_provider_limits(settings: Settings) -> dict[str, int]:
         for name, limit in wanted.items():
             client.upsert_global_concurrency_limit_by_name(name, limit)
     return wanted
+
+
+# Flow runs beat every HEARTBEAT_SECONDS (Prefect's minimum is 30); a run silent for
+# LOST_AFTER_SECONDS is marked Crashed by the automation below, and `catwalk worker`
+# re-attaches its job within a minute (tasks/recovery.py). Issue #13: a killed run used to
+# stay Running for JOB_TIMEOUT_SECONDS + 120 s and the next housekeeping run.
+HEARTBEAT_SECONDS = 30
+LOST_AFTER_SECONDS = 75
+HEARTBEAT_AUTOMATION = "catwalk: crash flow runs whose heartbeats stopped"
+LOST_MESSAGE = "worker lost (no heartbeat)"
+
+
+def ensure_heartbeat_automation() -> None:
+    """Prefect's own zombie detection: a proactive trigger on the missing heartbeat event."""
+    import datetime as dt
+
+    from prefect import get_client
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    with get_client(sync_client=True) as client:
+        if client.read_automations_by_name(HEARTBEAT_AUTOMATION):
+            return
+    Automation(
+        name=HEARTBEAT_AUTOMATION,
+        description="A flow run that stops sending heartbeats (its process or worker died).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=dt.timedelta(seconds=LOST_AFTER_SECONDS),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=LOST_MESSAGE)],
+    ).create()
 
 
 def find_project_dir() -> Path:
@@ -364,6 +412,7 @@ def worker_environment(
 ) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     # prefect.yaml starts runs with `python -m prefect.engine`: make that this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "catwalk")

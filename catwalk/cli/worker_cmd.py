@@ -52,6 +52,7 @@ def worker(
     try:
         stack.ensure_work_pool(settings)
         limits = stack.ensure_provider_limits(settings)
+        stack.ensure_heartbeat_automation()
         console.print(
             f"work pool [bold]{stack.WORK_POOL}[/] limit {settings.max_concurrent_jobs}; "
             + ", ".join(f"{k} limit {v}" for k, v in limits.items())
