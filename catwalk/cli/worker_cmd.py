@@ -53,6 +53,11 @@ def worker(
         stack.ensure_work_pool(settings)
         limits = stack.ensure_provider_limits(settings)
         stack.ensure_heartbeat_automation()
+        # Migrate catwalk's database once, here, before runs and the worker's own checks use
+        # it: on a fresh SQLite file, two first users racing to migrate fail.
+        from catwalk.db import get_engine
+
+        get_engine(settings)
         console.print(
             f"work pool [bold]{stack.WORK_POOL}[/] limit {settings.max_concurrent_jobs}; "
             + ", ".join(f"{k} limit {v}" for k, v in limits.items())
