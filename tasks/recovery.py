@@ -3,7 +3,8 @@
 The heartbeat automation (deployments/stack.py) marks a silent run Crashed; ``catwalk
 worker`` calls ``resume_lost_runs`` every 30 s, which schedules that same run again (it
 resumes from the job's stored keyframes and saved provider request) and shows the admin
-"worker lost, resuming" instead of a stale provider position. Housekeeping does the same
+"worker lost, resuming" instead of a stale provider position. A run left Pending by a
+worker that died after claiming it is scheduled again the same way. Housekeeping does the same
 for its own checks; both count re-attachments in the same job events (MAX_REATTACH).
 """
 
@@ -20,8 +21,14 @@ LOST = "worker lost, resuming"
 logger = logging.getLogger(__name__)
 
 
-def resume_lost_runs() -> list[str]:
-    """Schedule again the crashed runs of jobs still in flight; returns their job ids."""
+# A run a worker claimed (Pending, "Submitting") and then died with never starts and sends
+# no heartbeat; it also holds a place in the pool's limit. Found in bench/drills.py.
+PENDING_LOST_SECONDS = 150
+
+
+def resume_lost_runs(*, pending_after_seconds: float = PENDING_LOST_SECONDS) -> list[str]:
+    """Schedule again the crashed runs of jobs still in flight, and runs stuck Pending
+    (claimed by a worker that died) for ``pending_after_seconds``; returns their job ids."""
     from prefect import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.exceptions import ObjectNotFound
@@ -40,7 +47,13 @@ def resume_lost_runs() -> list[str]:
                 run = client.read_flow_run(uuid.UUID(str(run_id)))
             except (ObjectNotFound, ValueError):
                 continue  # housekeeping relaunches vanished runs
-            if run.state is None or run.state.type is not StateType.CRASHED:
+            if run.state is None:
+                continue
+            stuck_pending = (
+                run.state.type is StateType.PENDING
+                and (utcnow() - run.state.timestamp).total_seconds() >= pending_after_seconds
+            )
+            if run.state.type is not StateType.CRASHED and not stuck_pending:
                 continue
             done = _reattachments(job_id)
             if done >= MAX_REATTACH:

@@ -10,7 +10,7 @@ from catwalk.deployments import stack
 from catwalk.tasks.recovery import LOST, resume_lost_runs
 from prefect import flow, get_client
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed, Running
+from prefect.states import Crashed, Pending, Running
 
 from catwalk.domain import JobOptions, JobStatus
 
@@ -59,3 +59,12 @@ def test_a_crashed_run_is_scheduled_again_and_the_admin_sees_why(prefect_server,
         other = queries.get_job(session=session, job_id=alive)
         assert other.wait_reason == "queued at provider (position 1)"
     assert resume_lost_runs() == []  # scheduled now: nothing more to do
+
+
+def test_a_run_left_pending_by_a_dead_worker_is_scheduled_again(prefect_server, settings) -> None:
+    """A worker killed right after claiming a run leaves it Pending ("Submitting") for good."""
+    claimed, claimed_run = _job_with_run("claimed-tee", Pending())
+    assert resume_lost_runs() == []  # just claimed: a worker may be starting it
+    assert resume_lost_runs(pending_after_seconds=0) == [claimed]
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(claimed_run).state.type is StateType.SCHEDULED
