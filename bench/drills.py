@@ -383,7 +383,7 @@ def main() -> None:
             try:
                 row = DRILLS[name](Path(tmp), args.jobs)
             except Exception as exc:  # noqa: BLE001 - one broken drill must not hide the rest
-                row = Row(name, note=f"drill error: {exc}"[:200])
+                row = Row(name, note=" ".join(f"drill error: {exc}".split())[:200])  # one line
             finally:
                 from catwalk.db.session import dispose_engines
 
