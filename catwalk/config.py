@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     image_provider_concurrency: int = Field(default=10, ge=1, alias="IMAGE_PROVIDER_CONCURRENCY")
     video_provider_concurrency: int = Field(default=10, ge=1, alias="VIDEO_PROVIDER_CONCURRENCY")
     job_timeout_seconds: int = Field(default=600, ge=10, alias="JOB_TIMEOUT_SECONDS")
+    # Overall cap on a job resumed after a crash (default 3 x JOB_TIMEOUT_SECONDS): each run
+    # gets JOB_TIMEOUT_SECONDS of work, the job as a whole never more than this.
+    job_max_lifetime_seconds: int | None = Field(
+        default=None, ge=10, alias="JOB_MAX_LIFETIME_SECONDS"
+    )
     task_retries: int = Field(default=3, ge=0, le=10, alias="TASK_RETRIES")
     # First retry delay; later ones grow exponentially (with jitter). 0 under test.
     retry_delay_seconds: float = Field(default=5.0, ge=0, alias="RETRY_DELAY_SECONDS")
@@ -205,6 +210,9 @@ class Settings(BaseSettings):
         if self.keyframe_judge is not None:
             return self.keyframe_judge
         return "gemini" if self.image_provider == "nano-banana" else "offline"
+
+    def max_lifetime_seconds(self) -> int:
+        return self.job_max_lifetime_seconds or 3 * self.job_timeout_seconds
 
     def retry_delays(self) -> list[float]:
         """Exponential backoff for ``task_retries`` retries, starting at ``retry_delay_seconds``."""

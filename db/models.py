@@ -330,3 +330,32 @@ __all__ = [
     "VideoJob",
     "new_id",
 ]
+
+
+class SlotHolder(Base):
+    """One provider concurrency slot catwalk holds (or is acquiring), kept next to the lease.
+
+    The lease store (Redis) can lose or leak slots; these rows are what catwalk knows it
+    holds, so a reconciler can set each limit's ``active_slots`` back to the truth
+    (tasks/slots.py). ``lease_id`` is set once the slot is granted; a row whose release
+    failed keeps it (``release_pending``) so the lease is released later, not forgotten.
+    """
+
+    __tablename__ = "slot_holders"
+    __table_args__ = (Index("ix_slot_holders_limit_name", "limit_name"),)
+
+    id: Mapped[IdStr]
+    limit_name: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    lease_id: Mapped[str | None] = mapped_column(String(64))
+    acquired_at: Mapped[dt.datetime | None]
+    release_pending: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return (
+            f"SlotHolder(limit={self.limit_name!r}, job={self.job_id!r}, lease={self.lease_id!r})"
+        )

@@ -15,13 +15,15 @@ Why this shape (measured in ../shared/PREFECT.md):
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,8 @@ import httpx
 from catwalk.clients.limits import IMAGE_LIMIT, VIDEO_LIMIT
 from catwalk.config import Settings
 from catwalk.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 WORK_POOL = "catwalk"
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
@@ -82,6 +86,8 @@ class ManagedServer:
     settings: Settings
     port: int = DEFAULT_PORT
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # A server started by an earlier `catwalk worker` and taken over (start_or_adopt).
+    adopted_pid: int | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -123,8 +129,117 @@ class ManagedServer:
         raise ConfigError(f"prefect server did not answer within {timeout:.0f} s")
 
     def stop(self) -> None:
+        record = read_server_record(self.settings, self.port)
         stop_process(self.process)
         self.process = None
+        if self.adopted_pid is not None:
+            stop_group(self.adopted_pid)
+            self.adopted_pid = None
+        if record is not None and record.get("owner_pid") == os.getpid():
+            server_record_path(self.settings, self.port).unlink(missing_ok=True)
+
+    def start_or_adopt(self, *, timeout: float = 120.0) -> str:
+        """Start the server, or take over the one an earlier ``catwalk worker`` left behind.
+
+        The pid file (``server-PORT.json`` in PREFECT_HOME) names the server, the
+        ``catwalk worker`` that owns it and that one's ``prefect worker``. If the owner is
+        gone (killed with ``kill -9``, crashed), its ``prefect worker`` is stopped (two
+        workers would share the runs), and its server is adopted when it answers, stopped
+        and started afresh when it does not. A live owner's server is refused, as before.
+        """
+        record = read_server_record(self.settings, self.port)
+        path = server_record_path(self.settings, self.port)
+        if record is not None:
+            owner, server_pid = int(record.get("owner_pid", 0)), int(record.get("server_pid", 0))
+            if owner != os.getpid() and process_alive(owner):
+                raise ConfigError(
+                    f"a catwalk worker (pid {owner}) already runs the Prefect server on port "
+                    f"{self.port}; stop it first, or pick another --port"
+                )
+            orphan_worker = int(record.get("worker_pid", 0))
+            if orphan_worker and process_alive(orphan_worker):
+                logger.warning("stopping orphaned prefect worker (pid %d)", orphan_worker)
+                stop_group(orphan_worker)
+            if _is_prefect_server(server_pid):
+                if _healthy(self.api_url, wait=10.0):
+                    self.adopted_pid = server_pid
+                    write_server_record(self.settings, self.port, server_pid=server_pid)
+                    logger.warning("adopted the Prefect server (pid %d) left running", server_pid)
+                    return self.api_url
+                logger.warning("stopping the unresponsive Prefect server (pid %d)", server_pid)
+                stop_group(server_pid)
+            path.unlink(missing_ok=True)
+        url = self.start(timeout=timeout)
+        assert self.process is not None
+        write_server_record(self.settings, self.port, server_pid=self.process.pid)
+        return url
+
+
+def server_record_path(settings: Settings, port: int) -> Path:
+    return settings.prefect_home / f"server-{port}.json"
+
+
+def read_server_record(settings: Settings, port: int) -> dict[str, int] | None:
+    try:
+        data = json.loads(server_record_path(settings, port).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_server_record(settings: Settings, port: int, **fields: int) -> None:
+    """Merge ``fields`` into the pid file; this process becomes the owner."""
+    record = read_server_record(settings, port) or {}
+    record.update(fields, owner_pid=os.getpid(), port=port)
+    path = server_record_path(settings, port)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (dead, not yet reaped by its parent) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _is_prefect_server(pid: int) -> bool:
+    """Only a process that is a ``prefect server`` is ever stopped or adopted (pid reuse)."""
+    if not process_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    return b"prefect" in b" ".join(argv) and b"server" in argv
+
+
+def stop_group(pid: int, *, grace: float = 15.0) -> None:
+    """Interrupt a process group we (or an earlier catwalk worker) started, then kill it."""
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 15.0) -> None:
@@ -141,11 +256,42 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 15.0
         pass
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+def _healthy(api_url: str, *, wait: float = 0.0) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def supervise(
+    worker_process: subprocess.Popen[bytes],
+    *,
+    every: float = 30.0,
+    repairs: Sequence[tuple[str, Callable[[], object]]] = (),
+) -> int:
+    """Wait for the worker; every ``every`` seconds, run the ``repairs`` (the CLI passes:
+    re-attach jobs whose run was lost, give back leaked provider slots).
+
+    They also run once at start: a worker starting after a crash or a lease store outage
+    finds the runs and limits as they were left. Passed in rather than imported, because
+    deployments sit below the tasks that do the repairs.
+    """
+    while True:
+        for what, repair in repairs:
+            try:
+                repair()
+            except Exception as exc:  # noqa: BLE001 - a bad minute must not stop the worker
+                logger.warning("%s check failed (%s); next try in %.0f s", what, exc, every)
+        try:
+            return worker_process.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def ensure_work_pool(settings: Settings, *, name: str = WORK_POOL) -> None:
@@ -187,6 +333,55 @@ def ensure_provider_limits(settings: Settings) -> dict[str, int]:
         for name, limit in wanted.items():
             client.upsert_global_concurrency_limit_by_name(name, limit)
     return wanted
+
+
+# Flow runs beat every HEARTBEAT_SECONDS (Prefect's minimum is 30); a run silent for
+# LOST_AFTER_SECONDS is marked Crashed by the automation below, and `catwalk worker`
+# re-attaches its job within a minute (tasks/recovery.py). Issue #13: a killed run used to
+# stay Running for JOB_TIMEOUT_SECONDS + 120 s and the next housekeeping run.
+HEARTBEAT_SECONDS = 30
+LOST_AFTER_SECONDS = 75
+HEARTBEAT_AUTOMATION = "catwalk: crash flow runs whose heartbeats stopped"
+LOST_MESSAGE = "worker lost (no heartbeat)"
+
+
+def ensure_heartbeat_automation() -> None:
+    """Prefect's own zombie detection: a proactive trigger on the missing heartbeat event."""
+    import datetime as dt
+
+    from prefect import get_client
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    with get_client(sync_client=True) as client:
+        if client.read_automations_by_name(HEARTBEAT_AUTOMATION):
+            return
+    Automation(
+        name=HEARTBEAT_AUTOMATION,
+        description="A flow run that stops sending heartbeats (its process or worker died).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=dt.timedelta(seconds=LOST_AFTER_SECONDS),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name=None, state=StateType.CRASHED, message=LOST_MESSAGE, force=False
+            )
+        ],
+    ).create()
 
 
 def find_project_dir() -> Path:
@@ -235,6 +430,7 @@ def worker_environment(
 ) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     # prefect.yaml starts runs with `python -m prefect.engine`: make that this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "catwalk")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from catwalk.tasks.housekeeping import reconcile_jobs, redeliver_alerts, retry_pending_deletions
 from catwalk.tasks.report import redeliver_webhooks
+from catwalk.tasks.slots import reconcile_provider_slots
 from prefect import flow
 
 
@@ -14,7 +15,14 @@ def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
     deletions = retry_pending_deletions()
     alerts = redeliver_alerts()
     webhooks = redeliver_webhooks()
-    return {"jobs": jobs, "deletions": deletions, "alerts": alerts, "webhooks": webhooks}
+    slots = reconcile_provider_slots()
+    return {
+        "jobs": jobs,
+        "deletions": deletions,
+        "alerts": alerts,
+        "webhooks": webhooks,
+        "slots": slots,
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from catwalk.db import queries, session_scope
 from catwalk.tasks._policy import attempt, charge, retry_transient_only, wait_reporter
+from catwalk.tasks.slots import slot_book
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -65,7 +66,7 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
             product_name=name,
         )
         try:
-            with provider_slot("image", on_wait=wait_reporter(job_id)):
+            with provider_slot("image", on_wait=wait_reporter(job_id), book=slot_book(job_id)):
                 image = generator.generate(request)
         except ProviderError as exc:
             with session_scope() as session:

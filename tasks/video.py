@@ -9,6 +9,7 @@ from pathlib import Path
 from catwalk.db import queries, session_scope
 from catwalk.db.base import utcnow
 from catwalk.tasks._policy import attempt, charge, retry_transient_only, wait_reporter
+from catwalk.tasks.slots import slot_book
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
@@ -21,16 +22,44 @@ from catwalk.errors import JobCancelled, ProviderError
 _VIDEO_START, _VIDEO_END = 45, 85
 
 
-def _deadline(started_at: dt.datetime | None, timeout_s: int) -> float:
-    """The job's deadline as a monotonic clock value, so the provider can cancel in time.
+def _deadline(
+    started_at: dt.datetime | None,
+    timeout_s: int,
+    *,
+    run_started_at: dt.datetime | None = None,
+    max_lifetime_s: int | None = None,
+) -> float:
+    """The video step's deadline as a monotonic clock value, so the provider can cancel in time.
 
-    It falls a little before the flow's own timeout: the provider request is cancelled and
-    the job fails with a clear reason, instead of Prefect interrupting the task mid-call.
+    It falls a little before the flow run's own timeout: the provider request is cancelled
+    and the job fails with a clear reason, instead of Prefect interrupting the task mid-call.
+    The time limit guards the work, not the wall clock since the job first started: a run
+    resumed after a crash (``run_started_at`` later than ``started_at``) gets its own
+    ``timeout_s`` to wait for its saved request, bounded by the job's ``max_lifetime_s``
+    from ``started_at`` (issue #13: a resumed run used to get 1 s and cancel its request).
     """
-    started = started_at or utcnow()
+    now = utcnow()
+    started = started_at or now
     margin = min(30.0, timeout_s * 0.1)
-    remaining = (started + dt.timedelta(seconds=timeout_s - margin) - utcnow()).total_seconds()
-    return time.monotonic() + max(remaining, 1.0)
+    anchor = max(started, run_started_at or started)
+    end = anchor + dt.timedelta(seconds=timeout_s - margin)
+    if max_lifetime_s is not None:
+        end = min(end, started + dt.timedelta(seconds=max_lifetime_s - margin))
+    return time.monotonic() + max((end - now).total_seconds(), 1.0)
+
+
+def _this_run_started_at() -> dt.datetime | None:
+    """When this flow-run process started its run (a resumed run is a new process)."""
+    from prefect.runtime import flow_run
+
+    if flow_run.get_id() is None:
+        return None
+    return _PROCESS_STARTED
+
+
+# A flow run executes in a process of its own (worker or local launcher), so this module's
+# import time is when this run (or re-run) began; Prefect's start_time keeps the first one.
+_PROCESS_STARTED = utcnow()
 
 
 def _save_request(job_id: str, submitted: SubmittedRequest) -> None:
@@ -107,7 +136,12 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
             SubmittedRequest.from_dict(job.video_request_urls) if job.video_request_urls else None
         )
         product_id = job.product_id
-        deadline = _deadline(job.started_at, settings.job_timeout_seconds)
+        deadline = _deadline(
+            job.started_at,
+            settings.job_timeout_seconds,
+            run_started_at=_this_run_started_at(),
+            max_lifetime_s=settings.max_lifetime_seconds(),
+        )
         style = str(job.options.get("videoStyle", "smooth"))
 
     request = VideoRequest(
@@ -120,7 +154,9 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     )
     work_dir = Path(settings.work_dir) / job_id
     try:
-        with provider_slot("video", on_wait=wait_reporter(job_id), deadline=deadline):
+        with provider_slot(
+            "video", on_wait=wait_reporter(job_id), deadline=deadline, book=slot_book(job_id)
+        ):
             video = generator.animate(
                 request,
                 work_dir=work_dir,

@@ -330,3 +330,27 @@ def test_fraction_from_logs() -> None:
         None,
         "loading weights",
     )
+
+
+def test_a_resumed_request_is_looked_at_before_any_deadline_cancels_it(
+    fal: FakeFal, url: str, tmp_path: Path
+) -> None:
+    """Issue #13: a run resumed after a crash, already past its time limit, polls its saved
+    request first; a finished one is collected (it is paid for), never cancelled blind."""
+    client = _client(url)
+    raw = httpx.post(
+        f"{url}/fal-ai/pika/v2.2/pikaframes",
+        json=client.request_body(_request()),
+        headers={"Authorization": f"Key {KEY}"},
+    ).json()
+    saved = SubmittedRequest(
+        raw["request_id"], raw["status_url"], raw["response_url"], raw["cancel_url"]
+    )
+    for _ in range(6):  # the provider finishes while no worker is alive
+        httpx.get(saved.status_url, headers={"Authorization": f"Key {KEY}"})
+    video = client.animate(
+        _request(), work_dir=tmp_path, resume=saved, deadline=time.monotonic() - 1
+    )
+    assert video.usage.request_id == saved.request_id
+    state = fal.state()
+    assert state["submit"] == 1 and state["cancel"] == 0

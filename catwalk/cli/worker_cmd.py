@@ -46,12 +46,18 @@ def worker(
     if not os.environ.get("PREFECT_API_URL"):
         server = stack.ManagedServer(settings, port=port or stack.free_port())
         console.print(f"starting Prefect server on {server.api_url} (home {settings.prefect_home})")
-        os.environ["PREFECT_API_URL"] = server.start()
+        os.environ["PREFECT_API_URL"] = server.start_or_adopt()
         os.environ.pop("PREFECT_HOME", None)
     worker_process = None
     try:
         stack.ensure_work_pool(settings)
         limits = stack.ensure_provider_limits(settings)
+        stack.ensure_heartbeat_automation()
+        # Migrate catwalk's database once, here, before runs and the worker's own checks use
+        # it: on a fresh SQLite file, two first users racing to migrate fail.
+        from catwalk.db import get_engine
+
+        get_engine(settings)
         console.print(
             f"work pool [bold]{stack.WORK_POOL}[/] limit {settings.max_concurrent_jobs}; "
             + ", ".join(f"{k} limit {v}" for k, v in limits.items())
@@ -62,7 +68,8 @@ def worker(
         worker_process = stack.start_worker(
             name=name or f"catwalk-{socket.gethostname()}", query_seconds=query_seconds
         )
-        if server is not None:
+        if server is not None:  # the pid file names it, for the next start after a crash
+            stack.write_server_record(settings, server.port, worker_pid=worker_process.pid)
             console.print(f"Prefect UI: {server.ui_url}", markup=False, soft_wrap=True)
         console.print(
             f"worker running; PREFECT_API_URL={os.environ['PREFECT_API_URL']} "
@@ -71,7 +78,12 @@ def worker(
             soft_wrap=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
-        worker_process.wait()
+        from catwalk.tasks.recovery import resume_lost_runs
+        from catwalk.tasks.slots import reconcile_slots
+
+        stack.supervise(
+            worker_process, repairs=(("re-attach", resume_lost_runs), ("slots", reconcile_slots))
+        )
     except KeyboardInterrupt:
         console.print("stopping")
     finally:

@@ -282,8 +282,11 @@ class FalPikaVideoGenerator:
     def _wait(
         self, submitted: SubmittedRequest, on_progress: OnProgress | None, deadline: float | None
     ) -> None:
+        looked = False
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
+            # Never cancel a request without looking at it first (issue #13): a resumed run
+            # past its deadline may find its video COMPLETED and already paid for.
+            if looked and deadline is not None and time.monotonic() >= deadline:
                 raise JobTimedOut(
                     f"the video provider did not finish request {submitted.request_id} within the "
                     "job's time limit; the request was cancelled"
@@ -294,6 +297,7 @@ class FalPikaVideoGenerator:
                 what="the video provider's status",
                 params={"logs": "1"},
             )
+            looked = True
             body = json_or_none(response)
             if response.status_code == 404:
                 raise _RequestSpent(f"fal does not know request {submitted.request_id}")
