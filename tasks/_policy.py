@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from catwalk.db import queries, session_scope
+from catwalk.db import queries, retry_db, session_scope
 from prefect.runtime import task_run
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from catwalk.domain import Usage
 from catwalk.errors import is_transient
 
 logger = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # A provider's retry hint is honoured up to this long; a longer one (a daily quota) is left
 # to the backoff and the retry budget rather than parking a worker for it.
@@ -68,14 +70,33 @@ def retry_policy() -> dict[str, Any]:
     }
 
 
+def survives_db_outage(fn: _F) -> _F:
+    """Run a whole step again after a database outage, for up to ``DB_OUTAGE_SECONDS``.
+
+    Steps are idempotent (stored keyframes, a saved provider request and a stored video are
+    reused), so repeating one from the top is safe; the writes right after a payment are
+    retried in place (``retry_db``) so nothing paid goes unrecorded. Prefect's own retries
+    stay for provider and storage errors.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return retry_db(lambda: fn(*args, **kwargs))
+
+    return run  # type: ignore[return-value]
+
+
 def wait_reporter(job_id: str) -> Callable[[str | None], None]:
     """An ``on_wait`` callback for ``provider_slot``: shows why the job waits, then clears it."""
 
     def report(reason: str | None) -> None:
-        with session_scope() as session:
-            job = queries.get_job(session=session, job_id=job_id)
-            if job is not None and job.wait_reason != reason:
-                job.wait_reason = reason
+        def write() -> None:
+            with session_scope() as session:
+                job = queries.get_job(session=session, job_id=job_id)
+                if job is not None and job.wait_reason != reason:
+                    job.wait_reason = reason
+
+        retry_db(write)
 
     return report
 

@@ -19,7 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -59,8 +70,16 @@ def test_a_wheel_install_makes_a_video_outside_the_checkout(wheel: Path, tmp_pat
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
     work = tmp_path / "empty"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DATABASE_URL", "CATWALK_", "PYTHONPATH"))}
-    env.update(OFFLINE_FRAME_WIDTH="160", VIDEO_DURATION_SECONDS="2", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "DATABASE_URL", "CATWALK_", "PYTHONPATH"))
+    }
+    env.update(
+        OFFLINE_FRAME_WIDTH="160",
+        VIDEO_DURATION_SECONDS="2",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     done = subprocess.run(
         [str(env_dir / "bin" / "catwalk"), "demo", "--limit", "1"],
         cwd=work,
@@ -75,7 +94,11 @@ def test_a_wheel_install_makes_a_video_outside_the_checkout(wheel: Path, tmp_pat
     assert videos and videos[0].stat().st_size > 1000
     # Nothing of the checkout was on the path: the package came from the venv.
     where = subprocess.run(
-        [str(python), "-c", "import catwalk, catwalk.db; print(catwalk.__file__, catwalk.db.__file__)"],
+        [
+            str(python),
+            "-c",
+            "import catwalk, catwalk.db; print(catwalk.__file__, catwalk.db.__file__)",
+        ],
         cwd=work,
         env=env,
         capture_output=True,
