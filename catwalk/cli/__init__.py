@@ -31,12 +31,20 @@ def main() -> None:
     """Console entry point."""
     _prefect_environment()
     from catwalk.cli.app import app
-    from catwalk.errors import CatwalkError
+    from catwalk.errors import CatwalkError, is_db_outage
 
     try:
         app()
     except CatwalkError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        if not is_db_outage(exc):
+            raise
+        # One line naming host:port (never the URL's password), not a driver traceback.
+        from catwalk.db import unreachable
+
+        print(f"error: {unreachable(exc).user_message}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -267,6 +267,24 @@ def demo(
 
 
 @app.command()
+def doctor() -> None:
+    """Check that the bookkeeping adds up: jobs, reservations, alerts, provider requests."""
+    from catwalk.db import jobs
+    from catwalk.db.session import db_location
+
+    settings = get_settings()
+    with session_scope() as session:
+        problems = jobs.check_invariants(session=session)
+    console.print(f"database: {db_location(settings.effective_database_url)}")
+    if not problems:
+        console.print("ok: every invariant holds")
+        return
+    for problem in problems:
+        console.print(f"problem: {problem}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
 def where() -> None:
     """Show where catwalk keeps its data."""
     settings = get_settings()

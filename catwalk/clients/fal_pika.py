@@ -561,6 +561,8 @@ class FalPikaVideoGenerator:
         video = body.get("video") if isinstance(body, dict) else None
         if response.status_code < 400 and isinstance(video, dict) and video.get("url"):
             return "billed", usage
+        if response.status_code >= 500 or response.status_code == 429:
+            return "billed", usage  # the gateway, not the request, failed: fal bills it
         return "failed", None
 
     def _result_error(
