@@ -389,3 +389,31 @@ def test_api_answers_503_with_retry_after_while_the_database_is_down(tmp_path: P
         assert response.headers["Retry-After"] == "5"
         assert f"127.0.0.1:{port} is unreachable" in response.json()["detail"]
         assert "s3cret-pw" not in response.text
+
+
+def test_doctor_prints_what_does_not_add_up(settings: Settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from catwalk.cli.app import app
+
+    runner = CliRunner()
+    job_id = submission.submit_job(_product(tmp_path), None, launcher=_NoLaunch()).job_id
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        job.flow_run_id = "run-1"
+    ok = runner.invoke(app, ["doctor"])
+    assert ok.exit_code == 0 and "ok: every invariant holds" in ok.output
+    # The drift the old code made: a job failed by hand, no alert, no reconciliation, and a
+    # provider request left running.
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        job.status = JobStatus.FAILED
+        job.video_request_id, job.video_request_urls = "req-9", {"request_id": "req-9"}
+        job.video_request_state = "open"
+    bad = runner.invoke(app, ["doctor"])
+    assert bad.exit_code == 1
+    assert f"job {job_id} ended FAILED but was not reconciled" in bad.output
+    assert f"job {job_id} FAILED without a job_failed alert" in bad.output
+    assert "provider request req-9 is still open" in bad.output

@@ -275,12 +275,13 @@ def doctor() -> None:
     settings = get_settings()
     with session_scope() as session:
         problems = jobs.check_invariants(session=session)
-    console.print(f"database: {db_location(settings.effective_database_url)}")
+    # One line per finding, never wrapped: operators grep this output.
+    console.print(f"database: {db_location(settings.effective_database_url)}", soft_wrap=True)
     if not problems:
         console.print("ok: every invariant holds")
         return
     for problem in problems:
-        console.print(f"problem: {problem}", markup=False, highlight=False)
+        console.print(f"problem: {problem}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
