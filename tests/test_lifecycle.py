@@ -417,3 +417,27 @@ def test_doctor_prints_what_does_not_add_up(settings: Settings, tmp_path: Path) 
     assert f"job {job_id} ended FAILED but was not reconciled" in bad.output
     assert f"job {job_id} FAILED without a job_failed alert" in bad.output
     assert "provider request req-9 is still open" in bad.output
+
+
+def test_dashboard_shows_a_banner_while_the_database_is_down(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit as st
+
+    from tests import test_dashboard as dash
+
+    reset_settings(monkeypatch, CATWALK_ADMIN_PASSWORD=dash.PASSWORD)
+    dash.seed_demo_catalog()
+    st.cache_data.clear()
+    at = dash.signed_in()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reset_settings(monkeypatch, DATABASE_URL=f"postgresql://u:s3cret-pw@127.0.0.1:{port}/x")
+    st.cache_data.clear()
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(f"127.0.0.1:{port} is unreachable" in e for e in errors), errors
+    assert "s3cret-pw" not in " ".join(errors)
+    st.cache_data.clear()
