@@ -65,6 +65,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--prefect-db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--query-seconds", type=float, default=1.0, help="worker polling interval")
     p.add_argument("--skip-faults", action="store_true", help="no phase 3")
+    p.add_argument(
+        "--poll-faults",
+        action="store_true",
+        help="phase 3 renders through the fake fal queue, which refuses --fail-rate of its "
+        "status polls with 503 (abandoned_requests: fal requests ended jobs left behind)",
+    )
     p.add_argument("--skip-throughput", action="store_true", help="no phases 1 and 2")
     p.add_argument(
         "--fault-products", type=int, default=None, help="jobs in phase 3 (default: --products)"
@@ -464,10 +470,40 @@ def faults(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> N
     pct = round(100 * args.fail_rate)
     _say(f"phase 3: faults ({pct}% of provider calls fail transiently), {n} jobs")
     os.environ["OFFLINE_FAIL_STEPS"] = f"images:transient:{pct}%,video:transient:{pct}%"
+    fal = served = None
+    if args.poll_faults:
+        from catwalk.fakes import FakeFal, serve_in_thread
+
+        _say(f"  video through the fake fal queue: {pct}% of status polls answer 503")
+        fal = FakeFal(
+            api_key="bench-id:bench-secret",
+            video_width=args.frame_width,
+            queue_polls=2,
+            progress_polls=2,
+            status_fail_rate=args.fail_rate,
+        )
+        served = serve_in_thread(fal.app)  # already started
+        url = served.url
+        os.environ.update(
+            OFFLINE_FAIL_STEPS=f"images:transient:{pct}%",
+            VIDEO_PROVIDER="pika",
+            PIKA_LABS_API_URL=url,
+            PIKA_LABS_API_KEY="bench-id:bench-secret",
+            PROVIDER_POLL_INTERVAL_SECONDS="1",
+        )
     bench.start_worker()  # flow-run processes inherit the worker's environment
     fault_jobs, _ = bench.submit(bench.seed("fault", n))
     bench.wait(fault_jobs, "faults", timeout=ideal * 8 + 1800)
     led = bench.ledger(fault_jobs)
+    if fal is not None:
+        summary.update(_fal_requests(fal, fault_jobs))
+        _say(
+            f"  fal: {summary['fal_submits']} submits, {summary['fal_cancels']} cancels, "
+            f"{summary['fal_status_polls']} status polls; "
+            f"abandoned requests {summary['abandoned_requests']}"
+        )
+        served.stop()  # type: ignore[union-attr]
+        fal.close()
     fault_free = 3 * n
     _say(
         f"  completed {led['completed']}/{n} {led['statuses']}; paid calls {led['paid_calls']} "
@@ -483,6 +519,41 @@ def faults(bench: Bench, args: argparse.Namespace, summary: dict[str, Any]) -> N
         failed_attempts=led["failed_attempts"],
         rebought_calls=led["rebought"],
     )
+
+
+def _fal_requests(fal: Any, job_ids: list[str]) -> dict[str, Any]:
+    """Requests at the fake fal that nobody follows any more: still queued or running for a
+    job that ended, or finished at fal without a row in the ledger (paid for, unrecorded)."""
+    from catwalk.db import session_scope
+    from catwalk.db.models import LedgerEntry, VideoJob
+    from sqlalchemy import select
+
+    state = fal.state()
+    with session_scope() as session:
+        ledger = set(
+            session.scalars(
+                select(LedgerEntry.provider_request_id).where(LedgerEntry.job_id.in_(job_ids))
+            )
+        )
+        active = set(
+            session.scalars(
+                select(VideoJob.video_request_id).where(
+                    VideoJob.id.in_(job_ids), VideoJob.completed_at.is_(None)
+                )
+            )
+        )
+    abandoned = 0
+    for rid, req in state["requests"].items():
+        if rid in active or req["cancelled"]:
+            continue
+        if req["state"] != "COMPLETED" or rid not in ledger:
+            abandoned += 1
+    return {
+        "fal_submits": state["submit"],
+        "fal_cancels": state["cancel"],
+        "fal_status_polls": state["status"],
+        "abandoned_requests": abandoned,
+    }
 
 
 if __name__ == "__main__":

@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     task_retries: int = Field(default=3, ge=0, le=10, alias="TASK_RETRIES")
     # First retry delay; later ones grow exponentially (with jitter). 0 under test.
     retry_delay_seconds: float = Field(default=5.0, ge=0, alias="RETRY_DELAY_SECONDS")
+    # How long a step waits out a database outage (connection refused/reset) before failing.
+    db_outage_seconds: float = Field(default=120.0, ge=0, alias="DB_OUTAGE_SECONDS")
 
     # Admin access.
     admin_password: SecretStr | None = Field(default=None, alias="CATWALK_ADMIN_PASSWORD")

@@ -8,6 +8,7 @@
     ├── ConfigError                   settings missing or inconsistent
     ├── NotificationError             an alert could not be delivered to the webhook
     ├── LaunchError                   a recorded job could not be started (it is marked FAILED)
+    ├── DatabaseUnavailable           the database cannot be reached (an outage): nothing recorded
     └── PipelineError                 a step of a video job failed
         ├── ProviderError             an AI provider failed
         │   ├── TransientProviderError  429, 5xx, timeouts, connection errors: retry
@@ -17,7 +18,8 @@
         ├── VideoCheckError           the delivered video is not fit to publish
         ├── KeyframeCheckFailed       the keyframes never passed the check (no video bought)
         ├── JobTimedOut               the job's time limit passed (provider request cancelled)
-        └── JobCancelled              an admin cancelled the job
+        ├── JobCancelled              an admin cancelled the job
+        └── JobAlreadyEnded           a step found its job already ended (cancelled, failed)
 
 The first split answers the caller's real question: did the job do something wrong
 (``InputError``), or did something it depends on fail (``PipelineError``)? Within
@@ -94,6 +96,10 @@ class LaunchError(CatwalkError):
         self.job_id = job_id
 
 
+class DatabaseUnavailable(CatwalkError):
+    """The database cannot be reached; the message names host:port, never the password."""
+
+
 class PipelineError(CatwalkError):
     """A step of a video job failed."""
 
@@ -162,10 +168,59 @@ class JobCancelled(PipelineError):
     """An admin cancelled the job."""
 
 
+class JobAlreadyEnded(PipelineError):
+    """A step found its job already ended by another path: it stops without changing it."""
+
+
+# Driver texts of a lost or refused connection (psycopg 3, libpq, SQLAlchemy's pool).
+_DISCONNECT_MARKERS = (
+    "connection refused",
+    "connection failed",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "connection reset",
+    "connection is closed",
+    "connection timeout",
+    "timeout expired",
+    "consuming input failed",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "admin shutdown",
+    "no connection to the server",
+    "connection to server",
+    "ssl syscall error",
+    "broken pipe",
+)
+
+
+def is_db_outage(exc: BaseException) -> bool:
+    """True for a connection-level database failure (refused, reset, admin shutdown, ...).
+
+    A wrong query (no such table, a constraint) is not an outage and must not be retried.
+    SQLAlchemy is only looked at when loaded: this module stays import-light.
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    import sys
+
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(marker in text for marker in _DISCONNECT_MARKERS)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying the step that raised ``exc`` may succeed."""
     if isinstance(exc, PipelineError):
         return exc.is_transient
+    if is_db_outage(exc):
+        return True
     # A timeout from the orchestrator or the OS is worth another attempt.
     return isinstance(exc, TimeoutError | ConnectionError)
 
@@ -174,6 +229,10 @@ def describe(exc: BaseException) -> str:
     """One readable line for an admin, whatever was raised."""
     if isinstance(exc, CatwalkError):
         return exc.user_message
+    if is_db_outage(exc):
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return f"the database was unreachable: {first[:200]}"
     if isinstance(exc, TimeoutError):
         return f"timed out: {exc}" if str(exc) else "timed out"
     if isinstance(exc, asyncio.CancelledError):

@@ -100,10 +100,10 @@ def _job_status(job_id: str) -> str | None:
 
 
 def _fail(job_id: str, why: str) -> None:
-    from catwalk.config import get_settings
-    from catwalk.submission import _fail_unlaunched
+    from catwalk import lifecycle
+    from catwalk.domain import JobStatus
 
-    _fail_unlaunched(job_id, RuntimeError(why), settings=get_settings())
+    lifecycle.end_job(job_id, JobStatus.FAILED, f"could not start the job: {why}", step="submit")
 
 
 def run(home: Path, *, processes: int) -> None:

@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update
 
-from catwalk import pricing
+from catwalk import lifecycle, pricing
 from catwalk.clients import factory
 from catwalk.clients.media import identify_image, read_image_source
 from catwalk.config import Settings, get_settings
-from catwalk.db import limits, queries, session_scope
-from catwalk.db.base import utcnow
-from catwalk.db.models import JobEvent, VideoJob
+from catwalk.db import jobs, limits, queries, session_scope
+from catwalk.db.models import VideoJob
 from catwalk.domain import POSES, JobOptions, JobStatus
 from catwalk.errors import (
     CatwalkError,
@@ -187,17 +185,13 @@ def submit_job(
 def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> None:
     """A job whose run never started is FAILED (not PENDING forever) and gives back its
     generation, so the product can be submitted again at once."""
-    with session_scope(settings) as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        if job is None or job.status.is_final:
-            return
-        job.status = JobStatus.FAILED
-        job.error_message = f"could not start the job: {describe(exc)}"
-        job.completed_at = utcnow()
-        queries.record_event(
-            session=session, job_id=job_id, step="submit", kind="failed", message=job.error_message
-        )
-        limits.reconcile_job(session=session, job_id=job_id)
+    lifecycle.end_job(
+        job_id,
+        JobStatus.FAILED,
+        f"could not start the job: {describe(exc)}",
+        step="submit",
+        settings=settings,
+    )
 
 
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
@@ -251,44 +245,7 @@ def retry_job(
     """
     settings = settings or get_settings()
     with session_scope(settings) as session:
-        job = _job_or_error(session, job_id)
-        if job.status not in RETRYABLE_STATUSES:
-            raise InputError(
-                f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
-            )
-        running = queries.active_job_for(session=session, product_id=job.product_id)
-        if running is not None:
-            raise InputError(f"product {job.product_id} already has job {running.id} in progress")
-        generation = 1 + (
-            session.scalar(
-                select(func.count()).where(JobEvent.job_id == job_id, JobEvent.step == "retry")
-            )
-            or 0
-        )
-        product_id, options = job.product_id, dict(job.options)
-        job.status = JobStatus.PENDING
-        job.progress = 0
-        job.current_step = f"queued (retry {generation})"
-        job.wait_reason = None
-        job.error_message = None
-        job.cancel_requested = False
-        job.started_at = None
-        job.completed_at = None
-        job.queue_position = None
-        job.flow_run_id = None
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError as exc:
-            # Another submission won the race for the product's one active slot.
-            raise InputError(f"product {product_id} already has a job in progress") from exc
-        queries.record_event(
-            session=session,
-            job_id=job_id,
-            step="retry",
-            kind="info",
-            message=f"retry {generation} requested",
-        )
+        product_id, options, generation = jobs.reset_for_retry(session=session, job_id=job_id)
     launcher = launcher or default_launcher(settings)
     run_id = launcher.launch(
         job_id=job_id,
@@ -317,43 +274,7 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> JobStatus:
     """
     settings = settings or get_settings()
     with session_scope(settings) as session:
-        job = _job_or_error(session, job_id)
-        if job.status.is_final:
-            return job.status
-        # One conditional UPDATE, so a worker moving the job on at the same moment either
-        # sees CANCELLED or is told through cancel_requested; never neither.
-        never_started = session.execute(
-            update(VideoJob)
-            .where(
-                VideoJob.id == job_id,
-                VideoJob.status == JobStatus.PENDING,
-                VideoJob.started_at.is_(None),
-            )
-            .values(
-                status=JobStatus.CANCELLED,
-                cancel_requested=True,
-                current_step="cancelled",
-                wait_reason=None,
-                error_message="cancelled by an admin",
-                completed_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
-        if not never_started:
-            session.execute(
-                update(VideoJob)
-                .where(VideoJob.id == job_id)
-                .values(cancel_requested=True)
-                .execution_options(synchronize_session=False)
-            )
-        queries.record_event(
-            session=session,
-            job_id=job_id,
-            step="cancel",
-            kind="info",
-            message="cancelled before it started"
-            if never_started
-            else "cancel requested by an admin",
-        )
-    with session_scope(settings) as session:
-        return _job_or_error(session, job_id).status
+        status, ended = jobs.cancel(session=session, job_id=job_id)
+    if ended is not None:
+        lifecycle.after_commit(ended, settings=settings)
+    return status

@@ -9,44 +9,61 @@ from __future__ import annotations
 import streamlit as st
 from catwalk.dashboards import data, signin
 
+from catwalk.errors import is_db_outage
+
 st.set_page_config(page_title="catwalk admin", page_icon=":material/movie:", layout="wide")
 
-admin = signin.current_admin()
-if admin is None:
-    navigation = st.navigation([st.Page(signin.page, title="Sign in", icon=":material/lock:")])
-else:
-    navigation = st.navigation(
-        {
-            "Catalog": [
-                st.Page(
-                    "app_pages/products.py",
-                    title="Products",
-                    icon=":material/checkroom:",
-                    default=True,
-                ),
-            ],
-            "Work": [
-                st.Page("app_pages/jobs.py", title="Jobs", icon=":material/motion_play:"),
-                st.Page(
-                    "app_pages/job_detail.py",
-                    title="Job detail",
-                    icon=":material/receipt_long:",
-                    url_path="job",
-                    visibility="hidden",
-                ),
-            ],
-            "Money": [st.Page("app_pages/costs.py", title="Costs", icon=":material/payments:")],
-        }
+
+def _render() -> None:
+    admin = signin.current_admin()
+    if admin is None:
+        navigation = st.navigation([st.Page(signin.page, title="Sign in", icon=":material/lock:")])
+    else:
+        navigation = st.navigation(
+            {
+                "Catalog": [
+                    st.Page(
+                        "app_pages/products.py",
+                        title="Products",
+                        icon=":material/checkroom:",
+                        default=True,
+                    ),
+                ],
+                "Work": [
+                    st.Page("app_pages/jobs.py", title="Jobs", icon=":material/motion_play:"),
+                    st.Page(
+                        "app_pages/job_detail.py",
+                        title="Job detail",
+                        icon=":material/receipt_long:",
+                        url_path="job",
+                        visibility="hidden",
+                    ),
+                ],
+                "Money": [st.Page("app_pages/costs.py", title="Costs", icon=":material/payments:")],
+            }
+        )
+        with st.sidebar:
+            spend = data.spend(days=1)
+            st.caption(f"Today ({spend.timezone})")
+            left, right = st.columns(2)
+            left.metric("Videos", f"{spend.generations}/{spend.generation_limit}")
+            right.metric("Spend", f"${spend.spend:,.2f}")
+            st.divider()
+            st.caption(f"Signed in as **{admin}**")
+            if st.button("Sign out", icon=":material/logout:", width="stretch"):
+                signin.sign_out()
+                st.rerun()
+    navigation.run()
+
+
+try:
+    _render()
+except Exception as exc:  # Streamlit's stop/rerun are BaseExceptions: they pass through
+    if not is_db_outage(exc):
+        raise
+    from catwalk.db import unreachable
+
+    st.error(
+        f"{unreachable(exc, data.settings()).user_message}. Reload the page once it is back.",
+        icon=":material/cloud_off:",
     )
-    with st.sidebar:
-        spend = data.spend(days=1)
-        st.caption(f"Today ({spend.timezone})")
-        left, right = st.columns(2)
-        left.metric("Videos", f"{spend.generations}/{spend.generation_limit}")
-        right.metric("Spend", f"${spend.spend:,.2f}")
-        st.divider()
-        st.caption(f"Signed in as **{admin}**")
-        if st.button("Sign out", icon=":material/logout:", width="stretch"):
-            signin.sign_out()
-            st.rerun()
-navigation.run()

@@ -89,6 +89,10 @@ class VideoJob(Base):
     # worker re-attaches instead of paying again. URLs are the ones the provider returned.
     video_request_id: Mapped[str | None] = mapped_column(String(255))
     video_request_urls: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Where that request stands: open (accepted, not yet collected), collected, failed,
+    # cancelled, billed (fal finished it after the job ended) or gone (fal forgot it). An
+    # ended job must not keep an open one: that is a video paid for and thrown away.
+    video_request_state: Mapped[str | None] = mapped_column(String(16))
     provider_video_url: Mapped[str | None] = mapped_column(Text)  # pikaLabsVideoUrl
     queue_position: Mapped[int | None] = mapped_column(Integer)
 

@@ -7,19 +7,26 @@ once per process the first time an engine is made for a URL, so embedded mode ne
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from catwalk.config import Settings, get_settings
+from catwalk.errors import DatabaseUnavailable, is_db_outage
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -114,7 +121,16 @@ def get_engine(settings: Settings | None = None) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # pre_ping: a connection the server dropped (restart, admin shutdown) is replaced
+            # at checkout instead of failing the next query; connect_timeout keeps a
+            # blackholed host from hanging a front door.
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=20,
+                connect_args={"connect_timeout": 10},
+            )
         if not _at_head(engine):
             migrate(url)
         _engines[url] = engine
@@ -136,6 +152,65 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def db_location(url: str) -> str:
+    """Where the database is, for messages: ``host:port`` (never the user or password)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL still gets a safe name
+        return "the configured address"
+    if parsed.drivername.startswith("sqlite"):
+        return parsed.database or "memory"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def unreachable(exc: BaseException, settings: Settings | None = None) -> DatabaseUnavailable:
+    """The one-line error a front door shows while the database is down."""
+    settings = settings or get_settings()
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    # libpq's first line repeats the address; its last clause says what happened.
+    why = (lines[0] if lines else type(orig).__name__).rsplit(" failed: ", 1)[-1]
+    where = db_location(settings.effective_database_url)
+    return DatabaseUnavailable(
+        f"the database at {where} is unreachable ({why[:160]}); nothing was recorded"
+    )
+
+
+def retry_db(
+    fn: Callable[[], _T],
+    *,
+    settings: Settings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """Run ``fn``, waiting out a database outage for up to ``DB_OUTAGE_SECONDS``.
+
+    Only connection-level failures are retried (``errors.is_db_outage``), with backoff from
+    0.25 s up to 5 s between tries; ``fn`` must be a whole transaction (``session_scope``
+    inside it), so a retry repeats it from the start. Past the budget the last error is
+    raised as ``DatabaseUnavailable``.
+    """
+    settings = settings or get_settings()
+    budget = settings.db_outage_seconds
+    give_up = time.monotonic() + budget
+    pause = 0.25
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_db_outage(exc):
+                raise
+            left = give_up - time.monotonic()
+            if left <= 0:
+                raise unreachable(exc, settings) from exc
+            logger.warning(
+                "database unreachable (%s); retrying for up to %.0f s more",
+                type(exc).__name__,
+                left,
+            )
+            sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
 
 
 def dispose_engines() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from catwalk.db import queries, session_scope
+from catwalk.db import queries, retry_db, session_scope
 from prefect.runtime import task_run
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from prefect import Task
 
 logger = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # A provider's retry hint is honoured up to this long; a longer one (a daily quota) is left
 # to the backoff and the retry budget rather than parking a worker for it.
@@ -87,14 +89,33 @@ def apply_retry_policy(*steps: Task[Any, Any], settings: Settings | None = None)
         step.retry_condition_fn = policy["retry_condition_fn"]
 
 
+def survives_db_outage(fn: _F) -> _F:
+    """Run a whole step again after a database outage, for up to ``DB_OUTAGE_SECONDS``.
+
+    Steps are idempotent (stored keyframes, a saved provider request and a stored video are
+    reused), so repeating one from the top is safe; the writes right after a payment are
+    retried in place (``retry_db``) so nothing paid goes unrecorded. Prefect's own retries
+    stay for provider and storage errors.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return retry_db(lambda: fn(*args, **kwargs))
+
+    return run  # type: ignore[return-value]
+
+
 def wait_reporter(job_id: str) -> Callable[[str | None], None]:
     """An ``on_wait`` callback for ``provider_slot``: shows why the job waits, then clears it."""
 
     def report(reason: str | None) -> None:
-        with session_scope() as session:
-            job = queries.get_job(session=session, job_id=job_id)
-            if job is not None and job.wait_reason != reason:
-                job.wait_reason = reason
+        def write() -> None:
+            with session_scope() as session:
+                job = queries.get_job(session=session, job_id=job_id)
+                if job is not None and job.wait_reason != reason:
+                    job.wait_reason = reason
+
+        retry_db(write)
 
     return report
 
@@ -129,7 +150,7 @@ def charge(
 
 def _check_spend_after_commit(session: Session) -> None:
     session.info.pop("spend_check_pending", None)
-    from catwalk.tasks.alerts import check_spend_alerts
+    from catwalk.alerting import check_spend_alerts
 
     try:
         check_spend_alerts()

@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from catwalk.db import queries, session_scope
+from catwalk.db import jobs, queries, session_scope
 from catwalk.db.base import utcnow
-from catwalk.tasks.alerts import deliver_pending_alerts
 from catwalk.tasks.publish import delete_pending
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +19,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
+from catwalk import lifecycle
+from catwalk.alerting import deliver_pending_alerts
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus
 
@@ -30,17 +31,8 @@ _ENDED_BADLY = {StateType.CRASHED, StateType.FAILED, StateType.CANCELLED}
 
 
 def _fail(job_id: str, message: str) -> None:
-    with session_scope() as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        if job is None or job.status.is_final:
-            return
-        job.status = JobStatus.FAILED
-        job.error_message = message
-        job.wait_reason = None
-        job.completed_at = utcnow()
-        queries.record_event(
-            session=session, job_id=job_id, step="run", kind="failed", message=message
-        )
+    # The one ending every path shares: reason, reservation, alert, provider request.
+    lifecycle.end_job(job_id, JobStatus.FAILED, message, step="run")
 
 
 def _note(job_id: str, message: str, *, step: str = "run", **changes: Any) -> None:
@@ -166,3 +158,42 @@ def redeliver_alerts(limit: int = 200) -> dict[str, int]:
     """Post alerts whose webhook delivery failed earlier (the webhook was down)."""
     delivered, failing = deliver_pending_alerts(limit=limit)
     return {"delivered": delivered, "still_failing": failing}
+
+
+@task(name="close-abandoned-requests", cache_policy=NO_CACHE)
+def close_abandoned_requests(limit: int = 100) -> dict[str, int]:
+    """Cancel provider requests left open by jobs that ended (a worker died between the
+    job's end and the cancel), so nothing keeps rendering, and billing, for nobody."""
+    from catwalk.db.models import VideoJob
+    from sqlalchemy import select
+
+    from catwalk.domain import ACTIVE_STATUSES
+
+    with session_scope() as session:
+        ids = [
+            job.id
+            for job in session.scalars(
+                select(VideoJob)
+                .where(
+                    VideoJob.status.not_in(ACTIVE_STATUSES), VideoJob.video_request_id.is_not(None)
+                )
+                .order_by(VideoJob.completed_at.desc())
+                .limit(limit * 10)
+            )
+            if jobs.request_is_open(job)
+        ][:limit]
+    closed = sum(1 for job_id in ids if lifecycle.close_provider_request(job_id) is not None)
+    return {"closed": closed, "still_open": len(ids) - closed}
+
+
+@task(name="check-invariants", cache_policy=NO_CACHE)
+def check_invariants() -> list[str]:
+    """Log what does not add up after the repairs (``catwalk doctor`` prints the same)."""
+    with session_scope() as session:
+        problems = jobs.check_invariants(session=session)
+    logger = get_run_logger()
+    for problem in problems:
+        logger.warning("invariant: %s", problem)
+    if not problems:
+        logger.info("invariants hold")
+    return problems

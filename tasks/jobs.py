@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from catwalk.db import limits, queries, session_scope
-from catwalk.db.base import utcnow
+from catwalk.db import limits, queries, retry_db, session_scope
 from catwalk.tasks._policy import retry_transient_only
-from catwalk.tasks.alerts import alert_job_failed
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from catwalk import pricing
+from catwalk import lifecycle, pricing
 from catwalk.config import get_settings
 from catwalk.domain import JobOptions, JobStatus
-from catwalk.errors import describe
+from catwalk.errors import JobAlreadyEnded, JobCancelled, describe
 
 
 # Retried only for transient errors (a database blip): a refusal by the daily limit is final.
@@ -32,6 +30,10 @@ def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | Non
     Returns None when another run already owns the product's job in flight: a second
     "generate" must not start (and pay for) a second job.
     """
+    return retry_db(lambda: _start(product_id, options, job_id))
+
+
+def _start(product_id: str, options: dict[str, Any] | None, job_id: str | None) -> str | None:
     logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None
     with session_scope() as session:
@@ -65,25 +67,21 @@ def start_job(product_id: str, options: dict[str, Any] | None, job_id: str | Non
 
 @task(name="fail-job", cache_policy=NO_CACHE)
 def fail_job(job_id: str, error: BaseException) -> str:
-    """Mark the job FAILED with a reason an admin can read; the product keeps its video."""
+    """End the job FAILED (or CANCELLED, when an admin asked) with a one-line reason naming
+    the step; the product keeps its video. ``catwalk.lifecycle.end_job`` does the rest."""
     message = describe(error)
-    with session_scope() as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        if job is None or job.status.is_final:
-            return message
-        cancelled = job.cancel_requested
-        job.status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
-        step = job.current_step
-        job.error_message = "cancelled by an admin" if cancelled else f"{step}: {message}"
-        job.wait_reason = None
-        job.completed_at = utcnow()
-        queries.record_event(
-            session=session, job_id=job_id, step=step, kind="failed", message=message
-        )
-        limits.reconcile_job(session=session, job_id=job_id)
-        product_id = job.product_id
-    get_run_logger().error("job %s failed: %s", job_id, message)
-    if not cancelled:
-        # REQ-009: a failure for good notifies the admins, once per job whoever reports it.
-        alert_job_failed(job_id=job_id, product_id=product_id, message=f"{step}: {message}")
+    if isinstance(error, JobAlreadyEnded):
+        return message  # another path ended it, with its own reason
+
+    def cancel_asked() -> bool:
+        with session_scope() as session:
+            job = queries.get_job(session=session, job_id=job_id)
+            return job is not None and job.cancel_requested
+
+    if retry_db(cancel_asked) or isinstance(error, JobCancelled):
+        ended = lifecycle.end_job(job_id, JobStatus.CANCELLED, "cancelled by an admin")
+    else:
+        ended = lifecycle.end_job(job_id, JobStatus.FAILED, message)
+    if ended is not None:
+        get_run_logger().error("job %s %s: %s", job_id, ended.status.value.lower(), ended.reason)
     return message

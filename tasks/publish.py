@@ -11,16 +11,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from catwalk.db import limits, queries, session_scope
-from catwalk.db.base import utcnow
-from catwalk.tasks._policy import attempt, retry_transient_only
+from catwalk.db import jobs, queries, retry_db, session_scope
+from catwalk.tasks._policy import attempt, retry_transient_only, survives_db_outage
 from prefect import get_run_logger, task
 
 from catwalk.clients import factory
 from catwalk.clients.media import check_video
 from catwalk.config import get_settings
-from catwalk.domain import JobStatus
-from catwalk.errors import CatwalkError, StorageError, describe
+from catwalk.domain import JobStatus, VideoFacts
+from catwalk.errors import CatwalkError, JobAlreadyEnded, StorageError, describe
 
 
 def delete_pending(*, limit: int = 100) -> tuple[int, int]:
@@ -56,6 +55,7 @@ def delete_pending(*, limit: int = 100) -> tuple[int, int]:
 
 
 @task(name="publish-video", timeout_seconds=300, retry_condition_fn=retry_transient_only)
+@survives_db_outage
 def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     """Verify the job's video, switch the product to it, and clean up the old one."""
     logger = get_run_logger()
@@ -64,18 +64,13 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     run = attempt()
     video_key, poster_key = str(video["video_key"]), str(video["poster_key"])
     with session_scope() as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
-        if run > 1:
-            job.retry_count += 1
-        queries.set_job_step(
+        jobs.begin_step(
             session=session,
-            job=job,
+            job_id=job_id,
             status=JobStatus.UPLOADING,
             current_step="checking and publishing video",
-        )
-        queries.record_event(
-            session=session, job_id=job_id, step="publish", kind="started", attempt=run
+            event_step="publish",
+            attempt=run,
         )
 
     # Check before publishing: the stored bytes, not the render, are what viewers get.
@@ -86,35 +81,9 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     if store.head(poster_key) is None:
         raise StorageError(f"poster missing from storage: {poster_key}")
 
-    with session_scope() as session:
-        job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
-        queries.switch_product_video(
-            session=session,
-            job=job,
-            video_key=video_key,
-            poster_key=poster_key,
-            video_url=store.public_url(video_key),
-        )
-        job.video_duration_seconds = facts.duration_seconds
-        queries.set_job_step(
-            session=session,
-            job=job,
-            status=JobStatus.COMPLETED,
-            current_step="completed",
-            progress=100,
-        )
-        job.completed_at = utcnow()
-        job.error_message = None
-        limits.reconcile_job(session=session, job_id=job_id)
-        queries.record_event(
-            session=session,
-            job_id=job_id,
-            step="publish",
-            kind="succeeded",
-            attempt=run,
-            message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
-        )
+    retry_db(
+        lambda: _publish(job_id, run, video_key, poster_key, store.public_url(video_key), facts)
+    )
     # The product is published: cleaning up can no longer fail the job. Whatever is not
     # deleted now stays in pending_deletions for housekeeping.
     try:
@@ -139,6 +108,36 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         "duration": facts.duration_seconds,
         "old_files_deleted": deleted,
     }
+
+
+def _publish(
+    job_id: str, run: int, video_key: str, poster_key: str, video_url: str, facts: VideoFacts
+) -> None:
+    """Switch the product and end the job COMPLETED, in one transaction."""
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or job.status.is_final:
+            raise JobAlreadyEnded(f"job {job_id} already ended")
+        queries.switch_product_video(
+            session=session,
+            job=job,
+            video_key=video_key,
+            poster_key=poster_key,
+            video_url=video_url,
+        )
+        job.video_duration_seconds = facts.duration_seconds
+        session.flush()
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="publish",
+            kind="succeeded",
+            attempt=run,
+            message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
+        )
+        ended = jobs.end_job(session=session, job_id=job_id, outcome=JobStatus.COMPLETED)
+        if ended is None:
+            raise JobAlreadyEnded(f"job {job_id} already ended")
 
 
 def _scratch(path: Path) -> str:

@@ -6,18 +6,31 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from catwalk.db import queries, session_scope
+from catwalk.db import jobs, queries, retry_db, session_scope
 from catwalk.db.base import utcnow
-from catwalk.tasks._policy import attempt, charge, retry_transient_only, wait_reporter
+from catwalk.tasks._policy import (
+    attempt,
+    charge,
+    retry_transient_only,
+    survives_db_outage,
+    wait_reporter,
+)
 from catwalk.tasks.slots import slot_book
 from prefect import get_run_logger, task
 
+from catwalk import lifecycle
 from catwalk.clients import factory
 from catwalk.clients.keys import content_type_for, object_key
 from catwalk.clients.limits import provider_slot
 from catwalk.config import get_settings
-from catwalk.domain import JobStatus, ProviderProgress, SubmittedRequest, VideoRequest
-from catwalk.errors import JobCancelled, ProviderError
+from catwalk.domain import (
+    GeneratedVideo,
+    JobStatus,
+    ProviderProgress,
+    SubmittedRequest,
+    VideoRequest,
+)
+from catwalk.errors import JobAlreadyEnded, JobCancelled, ProviderError
 
 _VIDEO_START, _VIDEO_END = 45, 85
 
@@ -63,11 +76,18 @@ _PROCESS_STARTED = utcnow()
 
 
 def _save_request(job_id: str, submitted: SubmittedRequest) -> None:
+    # Waits out a database outage: a request nobody remembers is cancelled by the client.
+    retry_db(lambda: _write_request(job_id, submitted))
+
+
+def _write_request(job_id: str, submitted: SubmittedRequest) -> None:
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
+        if job is None:
+            raise JobAlreadyEnded(f"job {job_id} is gone")
         job.video_request_id = submitted.request_id
         job.video_request_urls = submitted.to_dict()
+        job.video_request_state = "open"
         queries.record_event(
             session=session,
             job_id=job_id,
@@ -78,9 +98,15 @@ def _save_request(job_id: str, submitted: SubmittedRequest) -> None:
 
 
 def _show_progress(job_id: str, progress: ProviderProgress) -> None:
+    # A database blip while the provider renders must not cancel the request: wait it out.
+    retry_db(lambda: _write_progress(job_id, progress))
+
+
+def _write_progress(job_id: str, progress: ProviderProgress) -> None:
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
+        if job is None or job.status.is_final:
+            raise JobAlreadyEnded(f"job {job_id} already ended")
         if job.cancel_requested:
             raise JobCancelled("cancelled by an admin")
         job.queue_position = progress.queue_position
@@ -96,6 +122,7 @@ def _show_progress(job_id: str, progress: ProviderProgress) -> None:
 
 
 @task(name="animate-keyframes", retry_condition_fn=retry_transient_only)
+@survives_db_outage
 def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, object]:
     """Make (or re-attach to, or reuse) the job's video and store it with its poster.
 
@@ -109,7 +136,8 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
     run = attempt()
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
+        if job is None or job.status.is_final:
+            raise JobAlreadyEnded(f"job {job_id} already ended")
         if job.cancel_requested:
             # Cancelled while the keyframes were made: stop before paying for the video.
             raise JobCancelled("cancelled by an admin")
@@ -120,18 +148,15 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
                 "poster_key": job.poster_key,
                 "duration": job.video_duration_seconds,
             }
-        if run > 1:
-            job.retry_count += 1
-        queries.set_job_step(
+        job = jobs.begin_step(
             session=session,
-            job=job,
+            job_id=job_id,
             status=JobStatus.GENERATING_VIDEO,
             current_step="rendering video",
+            event_step="video",
+            attempt=run,
         )
         job.video_provider = generator.name
-        queries.record_event(
-            session=session, job_id=job_id, step="video", kind="started", attempt=run
-        )
         resume = (
             SubmittedRequest.from_dict(job.video_request_urls) if job.video_request_urls else None
         )
@@ -165,33 +190,53 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
                 on_progress=lambda progress: _show_progress(job_id, progress),
                 deadline=deadline,
             )
-    except ProviderError as exc:
-        with session_scope() as session:
-            if exc.usage is not None:
-                charge(
-                    session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc)
-                )
-            queries.record_event(
-                session=session,
-                job_id=job_id,
-                step="video",
-                kind="failed",
-                attempt=run,
-                message=str(exc),
-            )
+    except Exception as exc:
+        closed = getattr(exc, "provider_request_state", None)
+        if closed:
+            # The client already cancelled the request: record what fal said (a request it
+            # had finished is billed), so ending the job does not cancel it a second time.
+            lifecycle.close_provider_request(job_id, verdict=closed, ended_only=False)
+        if isinstance(exc, ProviderError):
+            failed = exc
+            retry_db(lambda: _record_failure(job_id, failed, run))
         raise
 
     video_key = object_key(product_id, job_id, "video")
     poster_key = object_key(product_id, job_id, "poster")
     store.put_file(video_key, Path(video.path), "video/mp4")
     store.put_file(poster_key, Path(video.poster_path), "image/jpeg")
+    retry_db(lambda: _record_video(job_id, run, video, video_key, poster_key))
+    for leftover in (Path(video.path), Path(video.poster_path)):
+        leftover.unlink(missing_ok=True)
+    logger.info("job %s: video stored at %s", job_id, video_key)
+    return {"video_key": video_key, "poster_key": poster_key, "duration": video.duration_seconds}
+
+
+def _record_failure(job_id: str, exc: ProviderError, run: int) -> None:
+    with session_scope() as session:
+        if exc.usage is not None:
+            charge(session=session, job_id=job_id, usage=exc.usage, succeeded=False, note=str(exc))
+            # A failed result is the request's end at the provider: nothing runs any more.
+            job = queries.get_job(session=session, job_id=job_id)
+            if job is not None and job.video_request_state == "open":
+                job.video_request_state = "failed"
+        jobs.record_step_failure(
+            session=session, job_id=job_id, step="video", message=str(exc), attempt=run
+        )
+
+
+def _record_video(
+    job_id: str, run: int, video: GeneratedVideo, video_key: str, poster_key: str
+) -> None:
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
-        assert job is not None
+        if job is None:
+            raise JobAlreadyEnded(f"job {job_id} is gone")
         charge(session=session, job_id=job_id, usage=video.usage)
         job.video_key, job.poster_key = video_key, poster_key
         job.provider_video_url = video.provider_url
         job.video_duration_seconds = video.duration_seconds
+        job.video_request_state = "collected" if job.video_request_urls else None
         job.queue_position = None
         queries.set_job_step(
             session=session,
@@ -203,7 +248,3 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
         queries.record_event(
             session=session, job_id=job_id, step="video", kind="succeeded", attempt=run
         )
-    for leftover in (Path(video.path), Path(video.poster_path)):
-        leftover.unlink(missing_ok=True)
-    logger.info("job %s: video stored at %s", job_id, video_key)
-    return {"video_key": video_key, "poster_key": poster_key, "duration": video.duration_seconds}

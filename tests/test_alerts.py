@@ -12,11 +12,11 @@ from decimal import Decimal
 import pytest
 from catwalk.db import alerts, queries, session_scope
 from catwalk.db.models import Alert
-from catwalk.tasks.alerts import alert_job_failed, check_spend_alerts, deliver_pending_alerts
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
 from catwalk import config
+from catwalk.alerting import alert_job_failed, check_spend_alerts, deliver_pending_alerts
 from catwalk.domain import Usage
 from tests.conftest import reset_settings
 

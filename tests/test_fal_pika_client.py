@@ -244,16 +244,17 @@ def test_cancel_when_the_request_cannot_be_saved(fal: FakeFal, url: str, tmp_pat
             "unavailable at submit (HTTP 503)",
         ),
         ("malformed", {"on": "submit"}, TransientProviderError, "answered the submit unreadably"),
+        # A blip without a deadline is asked again a bounded number of times, then raised.
         (
             "unavailable",
-            {"on": "status"},
+            {"on": "status", "count": 50},
             TransientProviderError,
             "unavailable at status (HTTP 503)",
         ),
         ("malformed", {"on": "status"}, TransientProviderError, "status answer is unreadable"),
         (
             "unavailable",
-            {"on": "result"},
+            {"on": "result", "count": 50},
             TransientProviderError,
             "unavailable at result (HTTP 503)",
         ),
@@ -275,6 +276,27 @@ def test_failure_shapes(
     assert type(info.value) is error
     assert text in str(info.value)
     assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("on", ["status", "result"])
+@pytest.mark.parametrize("kind", ["unavailable", "rate_limit"])
+def test_poll_blips_are_asked_again_in_place(
+    fal: FakeFal, url: str, tmp_path: Path, on: str, kind: str
+) -> None:
+    # Three 503s/429s in a row on a poll never end the attempt: the same request finishes.
+    fal.add_fault(kind, on=on, count=3, retry_after="0")
+    video = _client(url).animate(_request(), work_dir=tmp_path, deadline=time.monotonic() + 60)
+    assert Path(video.path).exists()
+    state = fal.state()
+    assert state["submit"] == 1 and state["cancel"] == 0 and state["pending_faults"] == []
+
+
+def test_poll_blips_until_the_deadline_cancel_once(fal: FakeFal, url: str, tmp_path: Path) -> None:
+    fal.add_fault("unavailable", on="status", count=10_000)
+    with pytest.raises(JobTimedOut) as info:
+        _client(url).animate(_request(), work_dir=tmp_path, deadline=time.monotonic() + 1.5)
+    assert info.value.provider_request_state == "cancelled"  # type: ignore[attr-defined]
+    assert fal.state()["cancel"] == 1 and fal.state()["submit"] == 1
 
 
 def test_content_policy_attempt_is_recorded_unbilled(

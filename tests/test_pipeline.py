@@ -135,7 +135,7 @@ def test_a_failing_publish_keeps_the_previous_video(settings) -> None:
         bad = run_job_inline("demo-hoodie")
 
     assert bad.status is JobStatus.FAILED
-    assert bad.error_message == "checking and publishing video: storage read timed out"
+    assert bad.error_message == "publishing video: storage read timed out"
     assert bad.retry_count == 3
     assert bad.product.video_key == good.video_key
     assert factory.blob_store().head(good.video_key) is not None
@@ -220,7 +220,7 @@ def test_a_job_that_cannot_be_started_fails_instead_of_waiting_forever(settings)
     assert stranded.status is JobStatus.FAILED
     assert (
         stranded.error_message
-        == "could not start the job: internal error (OSError): cannot start the interpreter"
+        == "submit: could not start the job: internal error (OSError): cannot start the interpreter"
     )
 
     # The product is free again: the next submission records and launches a new job.

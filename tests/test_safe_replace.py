@@ -126,9 +126,9 @@ def test_a_video_failing_the_check_is_never_published(published) -> None:
         job = run_job_inline(PRODUCT)
     assert job.status is JobStatus.FAILED
     assert job.error_message is not None
-    assert job.error_message.startswith(
-        "checking and publishing video: the video file is not playable"
-    ), job.error_message
+    assert job.error_message.startswith("publishing video: the video file is not playable"), (
+        job.error_message
+    )
     assert job.retry_count == 0
     _still_playing(published, job)
     assert open_deletions() == []
@@ -150,7 +150,7 @@ def test_a_switch_that_fails_mid_transaction_changes_nothing(published, monkeypa
 
     assert job.status is JobStatus.FAILED
     assert job.error_message == (
-        "checking and publishing video: internal error (RuntimeError): connection to the database lost"
+        "publishing video: internal error (RuntimeError): connection to the database lost"
     )
     _still_playing(published, job)
     assert open_deletions() == []  # rolled back with the switch

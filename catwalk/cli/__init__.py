@@ -45,7 +45,7 @@ def main() -> None:
         print(f"error: invalid setting {problems}", file=sys.stderr)
         sys.exit(1)
     from catwalk.cli.app import app
-    from catwalk.errors import CatwalkError
+    from catwalk.errors import CatwalkError, is_db_outage
 
     try:
         app()
@@ -55,10 +55,17 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # only database URL problems are translated; others re-raise
-        from catwalk.cli.dburl import describe_database_problem
+    except Exception as exc:  # only database problems are translated; others re-raise
+        message: str | None
+        if is_db_outage(exc):
+            # One line naming host:port (never the URL's password), not a driver traceback.
+            from catwalk.db import unreachable
 
-        message = describe_database_problem(exc, get_settings().database_url)
+            message = unreachable(exc).user_message
+        else:
+            from catwalk.cli.dburl import describe_database_problem
+
+            message = describe_database_problem(exc, get_settings().database_url)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

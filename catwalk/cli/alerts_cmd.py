@@ -72,7 +72,7 @@ def alerts_ack(alert_id: str) -> None:
 @alerts_app.command("deliver")
 def alerts_deliver() -> None:
     """Send alerts the webhook has not received yet (what housekeeping runs)."""
-    from catwalk.tasks.alerts import deliver_pending_alerts
+    from catwalk.alerting import deliver_pending_alerts
 
     if get_settings().alert_webhook_url is None:
         raise InputError("ALERT_WEBHOOK_URL is not set")

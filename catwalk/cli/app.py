@@ -371,6 +371,25 @@ def demo(
 
 
 @app.command()
+def doctor() -> None:
+    """Check that the bookkeeping adds up: jobs, reservations, alerts, provider requests."""
+    from catwalk.db import jobs, session_scope
+    from catwalk.db.session import db_location
+
+    settings = get_settings()
+    with session_scope() as session:
+        problems = jobs.check_invariants(session=session)
+    # One line per finding, never wrapped: operators grep this output.
+    console.print(f"database: {db_location(settings.effective_database_url)}", soft_wrap=True)
+    if not problems:
+        console.print("ok: every invariant holds")
+        return
+    for problem in problems:
+        console.print(f"problem: {problem}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
 def where() -> None:
     """Show where catwalk keeps its data."""
     settings = get_settings()

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ from catwalk.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Status and result polls: backoff cap after a 5xx/429/timeout, and how many blips in a row
+# are waited out when the caller gave no deadline (with one, the deadline bounds them).
+MAX_BLIP_PAUSE_SECONDS = 15.0
+MAX_BLIPS_WITHOUT_DEADLINE = 8
 
 PROVIDER = "fal"
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -266,23 +272,50 @@ class FalPikaVideoGenerator:
     ) -> GeneratedVideo:
         try:
             self._wait(submitted, on_progress, deadline)
-        except JobTimedOut:
-            self._cancel(submitted)
+        except JobTimedOut as exc:
+            exc.provider_request_state = self._cancel(submitted)  # type: ignore[attr-defined]
             raise
         except (ProviderError, _RequestSpent):
             # Polling failed, the request did not: a retry re-attaches to it.
             raise
-        except Exception:
+        except Exception as exc:
             # on_progress raised (an admin's cancel, a flow timeout): stop paying for it.
             # A BaseException (worker shutdown) leaves it running for a restart to resume.
-            self._cancel(submitted)
+            exc.provider_request_state = self._cancel(submitted)  # type: ignore[attr-defined]
             raise
-        return self._collect(request, submitted, work_dir)
+        try:
+            return self._collect(request, submitted, work_dir, deadline)
+        except JobTimedOut as exc:
+            exc.provider_request_state = self._cancel(submitted)  # type: ignore[attr-defined]
+            raise
+
+    def _pause_after_blip(
+        self,
+        exc: TransientProviderError,
+        submitted: SubmittedRequest,
+        deadline: float | None,
+        blips: int,
+    ) -> None:
+        """Back off before asking fal again; give up (raise) only when waiting cannot help."""
+        if deadline is None and blips >= MAX_BLIPS_WITHOUT_DEADLINE:
+            raise exc
+        pause = min(MAX_BLIP_PAUSE_SECONDS, max(self._poll, 0.5) * (2 ** min(blips, 6)))
+        if exc.retry_after_seconds:
+            pause = max(pause, min(float(exc.retry_after_seconds), MAX_BLIP_PAUSE_SECONDS))
+        if self._poll <= 0:
+            pause = 0.0  # tests poll without waiting
+        if deadline is not None:
+            pause = max(0.0, min(pause, deadline - time.monotonic()))
+        logger.info(
+            "fal: %s for request %s; asking again in %.1f s", exc, submitted.request_id, pause
+        )
+        self._sleep(pause)
 
     def _wait(
         self, submitted: SubmittedRequest, on_progress: OnProgress | None, deadline: float | None
     ) -> None:
         looked = False
+        blips = 0
         while True:
             # Never cancel a request without looking at it first (issue #13): a resumed run
             # past its deadline may find its video COMPLETED and already paid for.
@@ -291,20 +324,29 @@ class FalPikaVideoGenerator:
                     f"the video provider did not finish request {submitted.request_id} within the "
                     "job's time limit; the request was cancelled"
                 )
-            response = self._call(
-                "GET",
-                submitted.status_url,
-                what="the video provider's status",
-                params={"logs": "1"},
-            )
-            looked = True
-            body = json_or_none(response)
-            if response.status_code == 404:
-                raise _RequestSpent(f"fal does not know request {submitted.request_id}")
-            if response.status_code >= 400:
-                raise self._http_error(
-                    response, body, what="status", request_id=submitted.request_id
+            try:
+                response = self._call(
+                    "GET",
+                    submitted.status_url,
+                    what="the video provider's status",
+                    params={"logs": "1"},
                 )
+                body = json_or_none(response)
+                if response.status_code == 404:
+                    raise _RequestSpent(f"fal does not know request {submitted.request_id}")
+                if response.status_code >= 400:
+                    raise self._http_error(
+                        response, body, what="status", request_id=submitted.request_id
+                    )
+            except TransientProviderError as exc:
+                # A poll is free and the request keeps running at fal: wait and ask again,
+                # rather than ending the attempt on one 503 (bounded by the job's deadline).
+                looked = True  # fal answered (if only with a blip): the request was looked at
+                self._pause_after_blip(exc, submitted, deadline, blips)
+                blips += 1
+                continue
+            looked = True
+            blips = 0
             if not isinstance(body, dict) or "status" not in body:
                 raise TransientProviderError(
                     f"the video provider's status answer is unreadable (HTTP {response.status_code})",
@@ -350,16 +392,40 @@ class FalPikaVideoGenerator:
             self._sleep(pause)
 
     def _collect(
-        self, request: VideoRequest, submitted: SubmittedRequest, work_dir: Path
+        self,
+        request: VideoRequest,
+        submitted: SubmittedRequest,
+        work_dir: Path,
+        deadline: float | None = None,
     ) -> GeneratedVideo:
-        response = self._call("GET", submitted.response_url, what="the video provider's result")
-        body = json_or_none(response)
-        if response.status_code >= 400:
+        blips = 0
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimedOut(
+                    f"the video provider's result for request {submitted.request_id} could not "
+                    "be fetched within the job's time limit"
+                )
+            try:
+                response = self._call(
+                    "GET", submitted.response_url, what="the video provider's result"
+                )
+            except TransientProviderError as exc:
+                self._pause_after_blip(exc, submitted, deadline, blips)
+                blips += 1
+                continue
+            body = json_or_none(response)
+            if response.status_code < 400:
+                break
             error, spent = self._result_error(
                 response, body, submitted, resolution=request.resolution
             )
             if spent and error.is_transient:
                 raise _RequestSpentWith(error)
+            if not spent and error.is_transient:
+                # A gateway blip on the fetch says nothing about the request: ask again.
+                self._pause_after_blip(error, submitted, deadline, blips)  # type: ignore[arg-type]
+                blips += 1
+                continue
             raise error
         video = body.get("video") if isinstance(body, dict) else None
         url = video.get("url") if isinstance(video, dict) else None
@@ -428,17 +494,21 @@ class FalPikaVideoGenerator:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _cancel(self, submitted: SubmittedRequest) -> None:
-        """Best effort: an in-progress request may still finish (and bill) after this."""
+    def _cancel(self, submitted: SubmittedRequest) -> str | None:
+        """Best effort: an in-progress request may still finish (and bill) after this.
+
+        Returns what fal said: "cancelled", "completed" (too late: it finished), "gone"
+        (unknown to fal), or None when fal could not be asked.
+        """
         if not submitted.cancel_url:
-            return
+            return None
         try:
             response = self._client.put(submitted.cancel_url, headers=self._auth())
         except httpx.HTTPError as exc:
             logger.warning(
                 "fal: cancelling request %s failed: %s", submitted.request_id, type(exc).__name__
             )
-            return
+            return None
         body = json_or_none(response)
         state = body.get("status") if isinstance(body, dict) else None
         logger.info(
@@ -447,6 +517,58 @@ class FalPikaVideoGenerator:
             response.status_code,
             state,
         )
+        if response.status_code in (200, 202):
+            return "cancelled"
+        if state == "ALREADY_COMPLETED":
+            return "completed"
+        if response.status_code == 404:
+            return "gone"
+        return None
+
+    def close_request(
+        self,
+        submitted: SubmittedRequest,
+        *,
+        duration_seconds: int,
+        resolution: str,
+        verdict: str | None = None,
+    ) -> tuple[str | None, Usage | None]:
+        """Stop a request its job no longer wants; say what fal bills for it.
+
+        ("cancelled", zero-amount usage) when fal stopped it; ("billed", usage) when it had
+        already finished with a video (fal bills completed requests); ("failed", None) when
+        it finished with an error; ("gone", None) when fal forgot it; (None, None) when fal
+        could not be asked (the caller keeps it open and asks again later). ``verdict`` is
+        the answer of a cancel already sent (``JobTimedOut.provider_request_state``).
+        """
+        verdict = verdict or self._cancel(submitted)
+        usage = Usage(
+            service="pika",
+            provider=PROVIDER,
+            operation="animate",
+            model=self.endpoint,
+            units=Decimal(duration_seconds),
+            unit="second",
+            resolution=resolution,
+            request_id=submitted.request_id,
+            billed=verdict == "completed",
+            details={"seconds": duration_seconds, "closed": verdict},
+        )
+        if verdict == "cancelled":
+            return "cancelled", replace(usage, units=Decimal(0))
+        if verdict != "completed":
+            return verdict, None
+        try:
+            response = self._call("GET", submitted.response_url, what="the video provider's result")
+        except TransientProviderError:
+            return "billed", usage  # finished at fal: billed unless it failed, assume billed
+        body = json_or_none(response)
+        video = body.get("video") if isinstance(body, dict) else None
+        if response.status_code < 400 and isinstance(video, dict) and video.get("url"):
+            return "billed", usage
+        if response.status_code >= 500 or response.status_code == 429:
+            return "billed", usage  # the gateway, not the request, failed: fal bills it
+        return "failed", None
 
     def _result_error(
         self, response: httpx.Response, body: Any, submitted: SubmittedRequest, *, resolution: str

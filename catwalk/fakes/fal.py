@@ -19,7 +19,7 @@ Misbehaviour (constructor ``faults=`` or ``POST /_fake/faults``), each with ``on
 (429), ``unavailable`` (503), ``malformed`` (200 with a body that is not JSON); and, attached
 to the next submitted request (``on`` = ``job``): ``content_policy``, ``validation``,
 ``infrastructure`` (``reason`` = the error type, default ``request_timeout``), ``stuck``
-(never finishes).
+(never finishes). ``status_fail_rate`` answers that share of status polls 503, at random.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import base64
 import binascii
 import io
 import json
+import random
 import shutil
 import tempfile
 import threading
@@ -102,8 +103,13 @@ class FakeFal:
         video_width: int = 160,
         latency_seconds: float = 0.0,
         files_dir: Path | None = None,
+        status_fail_rate: float = 0.0,
+        seed: int = 12,
     ) -> None:
         self.api_key = api_key
+        # A share of status polls answered 503 at random (seeded): a flaky queue, not a script.
+        self.status_fail_rate = status_fail_rate
+        self._random = random.Random(seed)
         self.queue_polls = queue_polls
         self.progress_polls = progress_polls
         self.video_width = video_width
@@ -299,6 +305,10 @@ class FakeFal:
         self._count("status")
         if (fault := self._fault("status")) is not None:
             return self._misbehave(fault)
+        with self._lock:
+            flaky = self.status_fail_rate > 0 and self._random.random() < self.status_fail_rate
+        if flaky:
+            return self._misbehave(Fault(kind="unavailable", on="status"))
         req = self._lookup(request)
         if req is None:
             return JSONResponse({"detail": "Request not found"}, status_code=404)

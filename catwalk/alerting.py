@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from catwalk.db import alerts, session_scope
-
 from catwalk.clients import factory
 from catwalk.config import Settings, get_settings
+from catwalk.db import alerts, session_scope
 from catwalk.errors import NotificationError
 
 logger = logging.getLogger(__name__)

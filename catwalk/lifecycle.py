@@ -1,0 +1,141 @@
+"""Ending a job, with what comes after the database: the one place every path calls.
+
+``end_job`` ends the job in one transaction (``db.jobs.end_job``: status, one-line reason,
+reservation, alert, timeline), retried through a database outage, then cancels the provider
+request the job left open and delivers the job_failed alert. The flow, housekeeping, the
+admin's cancel and retry (CLI, API, dashboard) all go through here.
+
+``close_provider_request`` is idempotent and safe to repeat: housekeeping calls it for an
+ended job whose request is still open (a worker died between the commit and the cancel).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from catwalk import pricing
+from catwalk.config import Settings, get_settings
+from catwalk.db import jobs, queries, retry_db, session_scope
+from catwalk.db.jobs import Ended
+from catwalk.domain import JobStatus, SubmittedRequest
+
+logger = logging.getLogger(__name__)
+
+
+def end_job(
+    job_id: str,
+    outcome: JobStatus,
+    reason: str | None = None,
+    *,
+    step: str | None = None,
+    settings: Settings | None = None,
+) -> Ended | None:
+    """End the job (None if it had already ended), then close what it left at the provider."""
+    settings = settings or get_settings()
+
+    def _end() -> Ended | None:
+        with session_scope(settings) as session:
+            return jobs.end_job(
+                session=session, job_id=job_id, outcome=outcome, reason=reason, step=step
+            )
+
+    ended = retry_db(_end, settings=settings)
+    if ended is None:
+        return None
+    after_commit(ended, settings=settings)
+    return ended
+
+
+def after_commit(ended: Ended, *, settings: Settings | None = None) -> None:
+    """Cancel the open provider request and deliver the alert; failures are logged only
+    (housekeeping repeats both: the request stays "open", the alert undelivered)."""
+    settings = settings or get_settings()
+    if ended.open_request:
+        try:
+            close_provider_request(ended.job_id, settings=settings)
+        except Exception:
+            logger.exception("job %s: closing its provider request failed", ended.job_id)
+    if ended.alert_id:
+        from catwalk.alerting import deliver_alert
+
+        try:
+            deliver_alert(ended.alert_id, settings=settings)
+        except Exception:
+            logger.exception("job %s: delivering its alert failed", ended.job_id)
+
+
+def close_provider_request(
+    job_id: str,
+    *,
+    settings: Settings | None = None,
+    verdict: str | None = None,
+    ended_only: bool = True,
+) -> str | None:
+    """Cancel the ended job's request at the provider; record what the provider said.
+
+    Returns the request's new state ("cancelled", "billed", "failed", "gone"), or None when
+    there was nothing to close or the provider could not be asked (it stays open).
+    ``verdict`` is the answer to a cancel the client already sent (then none is sent
+    again); ``ended_only=False`` lets a step record that, before its job has ended.
+    """
+    from catwalk.clients import factory
+
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or not jobs.request_is_open(job):
+            return None
+        if ended_only and job.status.is_active:
+            return None
+        submitted = SubmittedRequest.from_dict(job.video_request_urls)
+    generator = factory.video_generator(settings)
+    closer = getattr(generator, "close_request", None)
+    if closer is None:
+        state, usage = "cancelled", None  # nothing runs at a provider for this generator
+    else:
+        state, usage = closer(
+            submitted,
+            duration_seconds=settings.video_duration_seconds,
+            resolution=settings.video_resolution,
+            verdict=verdict,
+        )
+    if state is None:
+        return None
+    with session_scope(settings) as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        if job is None or not jobs.request_is_open(job):
+            return None
+        job.video_request_state = state
+        amount = Decimal(0)
+        note = {
+            "cancelled": "cancelled at the provider before it finished: not billed",
+            "billed": "the provider finished it after the job ended: billed, video not used",
+            "failed": "the provider had already failed it",
+            "gone": "the provider no longer knows it",
+        }[state]
+        if usage is not None:
+            price = pricing.charge_for(usage)
+            amount = price.amount if state == "billed" else Decimal(0)
+            queries.record_usage(
+                session=session,
+                job_id=job_id,
+                usage=usage,
+                unit_price=price.unit_price,
+                amount=amount,
+                price_date=price.price_date,
+                attempt=1,
+                succeeded=False,
+                note=f"request {submitted.request_id}: {note}",
+            )
+            session.flush()
+            jobs.record_late_bill(session=session, job_id=job_id, amount=amount)
+        queries.record_event(
+            session=session,
+            job_id=job_id,
+            step="video",
+            kind="info",
+            message=f"provider request {submitted.request_id}: {note}",
+        )
+    logger.info("job %s: provider request %s %s", job_id, submitted.request_id, state)
+    return state

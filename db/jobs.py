@@ -1,0 +1,372 @@
+"""One job life cycle: every path that moves a job on goes through these functions.
+
+``begin_step`` starts a step (and refuses a job that already ended), ``record_step_failure``
+puts a failed attempt on the timeline, ``end_job`` ends a job, ``reset_for_retry`` makes an
+ended job runnable again, and ``check_invariants`` says whether the bookkeeping adds up.
+
+Ending a job does, in the caller's one transaction: the final status with a one-line reason
+naming the step ("rendering video: ..."), the day's reservation reconciled, the
+``job_failed`` alert recorded (once per failure), and an event on the timeline. The
+transition is one conditional UPDATE from an active status, so a COMPLETED job never becomes
+FAILED and two enders never both win. What cannot happen inside a database transaction (the
+HTTP cancel of a provider request still open, the alert's delivery) is returned in ``Ended``
+for the caller to do after the commit: ``catwalk.lifecycle`` does it.
+
+Must not import clients, tasks, flows or dashboards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from catwalk.db import alerts, limits, queries
+from catwalk.db.base import utcnow
+from catwalk.db.models import Alert, JobEvent, LedgerEntry, UsageDay, VideoJob
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from catwalk.domain import ACTIVE_STATUSES, JobStatus
+from catwalk.errors import InputError, JobAlreadyEnded
+
+# The step a job is in, named for people: a failure reason starts with it, never with a
+# provider's progress text ("Generating frames: 33%") that ``current_step`` may hold.
+STEP_NAMES: dict[JobStatus, str] = {
+    JobStatus.PENDING: "starting",
+    JobStatus.GENERATING_IMAGES: "generating keyframes",
+    JobStatus.GENERATING_VIDEO: "rendering video",
+    JobStatus.UPLOADING: "publishing video",
+}
+ENDINGS = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+# Provider request states after which nothing runs (or bills) at the provider any more.
+CLOSED_REQUEST_STATES = frozenset({"collected", "failed", "cancelled", "billed", "gone"})
+_EVENT_KIND = {JobStatus.COMPLETED: "succeeded", JobStatus.FAILED: "failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What ending a job did, and what is left for after the commit."""
+
+    job_id: str
+    product_id: str
+    status: JobStatus
+    reason: str | None
+    alert_id: str | None  # a new job_failed alert to deliver
+    open_request: dict[str, Any] | None  # a provider request still running: cancel it
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Collapse driver or provider text (tracebacks, multi-line errors) to one line."""
+    flat = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _job(session: Session, job_id: str) -> VideoJob:
+    job = session.get(VideoJob, job_id, populate_existing=True)
+    if job is None:
+        raise InputError(f"unknown job {job_id!r}")
+    return job
+
+
+def request_is_open(job: VideoJob) -> bool:
+    """Whether the job's provider request may still be queued or running at the provider."""
+    if not job.video_request_urls:
+        return False
+    if job.video_request_state is None:  # rows from before the state was kept
+        return job.provider_video_url is None
+    return job.video_request_state not in CLOSED_REQUEST_STATES
+
+
+def begin_step(
+    *,
+    session: Session,
+    job_id: str,
+    status: JobStatus,
+    current_step: str,
+    event_step: str,
+    attempt: int = 1,
+) -> VideoJob:
+    """Move a running job into a step; raises ``JobAlreadyEnded`` if another path ended it."""
+    job = _job(session, job_id)
+    if job.status.is_final:
+        raise JobAlreadyEnded(f"job {job_id} is already {job.status.value}")
+    if attempt > 1:
+        job.retry_count += 1
+    queries.set_job_step(session=session, job=job, status=status, current_step=current_step)
+    queries.record_event(
+        session=session, job_id=job_id, step=event_step, kind="started", attempt=attempt
+    )
+    return job
+
+
+def record_step_failure(
+    *, session: Session, job_id: str, step: str, message: str, attempt: int = 1
+) -> str:
+    """Put one failed attempt of a step on the timeline (the job itself stays as it is)."""
+    text = one_line(message)
+    queries.record_event(
+        session=session, job_id=job_id, step=step, kind="failed", message=text, attempt=attempt
+    )
+    return text
+
+
+def _generation(session: Session, job_id: str) -> int:
+    """How many retries the job has had (0 for its first run)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(JobEvent.job_id == job_id, JobEvent.step == "retry")
+        )
+        or 0
+    )
+
+
+def failure_alert_key(session: Session, job_id: str) -> str:
+    """One job_failed alert per failure: the first run's key, then one per retry."""
+    generation = _generation(session, job_id)
+    return f"job_failed:{job_id}" if generation == 0 else f"job_failed:{job_id}:retry{generation}"
+
+
+def end_job(
+    *,
+    session: Session,
+    job_id: str,
+    outcome: JobStatus,
+    reason: str | None = None,
+    step: str | None = None,
+) -> Ended | None:
+    """End an active job as COMPLETED, FAILED or CANCELLED; None if it had already ended.
+
+    ``step`` names where it ended (default: the step its status says); a FAILED reason is
+    prefixed with it unless it already starts with it.
+    """
+    if outcome not in ENDINGS:
+        raise ValueError(f"{outcome} is not an ending")
+    job = session.get(VideoJob, job_id, populate_existing=True)
+    if job is None or job.status.is_final:
+        return None
+    where = step or STEP_NAMES.get(job.status, "run")
+    text: str | None
+    if outcome is JobStatus.COMPLETED:
+        text = None
+    elif outcome is JobStatus.CANCELLED:
+        text = one_line(reason or "cancelled by an admin")
+    else:
+        text = one_line(reason or "failed")
+        if not text.startswith(f"{where}:"):
+            text = f"{where}: {text}"
+    values: dict[str, Any] = {
+        "status": outcome,
+        "wait_reason": None,
+        "queue_position": None,
+        "completed_at": utcnow(),
+        "error_message": text,
+    }
+    if outcome is JobStatus.COMPLETED:
+        values |= {"progress": 100, "current_step": "completed"}
+    else:
+        values["current_step"] = "cancelled" if outcome is JobStatus.CANCELLED else "failed"
+    # The one transition: from an active status only, whoever else tries at the same time.
+    claimed = session.execute(
+        update(VideoJob)
+        .where(VideoJob.id == job_id, VideoJob.status.in_(ACTIVE_STATUSES))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        return None
+    session.refresh(job)
+    queries.record_event(
+        session=session,
+        job_id=job_id,
+        step=where,
+        kind=_EVENT_KIND.get(outcome, "cancelled"),
+        message=text or "",
+    )
+    limits.reconcile_job(session=session, job_id=job_id)
+    alert_id = None
+    if outcome is JobStatus.FAILED:
+        alert_id = alerts.record_alert(
+            session=session,
+            kind="job_failed",
+            dedupe_key=failure_alert_key(session, job_id),
+            message=f"video job {job_id} for product {job.product_id} failed: {text}",
+            job_id=job_id,
+        )
+    open_request = (
+        dict(job.video_request_urls)
+        if outcome is not JobStatus.COMPLETED and request_is_open(job)
+        else None
+    )
+    return Ended(
+        job_id=job_id,
+        product_id=job.product_id,
+        status=outcome,
+        reason=text,
+        alert_id=alert_id,
+        open_request=open_request,
+    )
+
+
+def record_late_bill(*, session: Session, job_id: str, amount: Decimal) -> None:
+    """A ledger row added after the job was reconciled also moves the day's reservation,
+    so reservations keep matching the ledger."""
+    queries.refresh_job_costs(session=session, job_id=job_id)
+    job = _job(session, job_id)
+    if job.cost_reconciled_at is not None and job.usage_day is not None and amount:
+        day = session.get(UsageDay, job.usage_day, with_for_update=True, populate_existing=True)
+        if day is not None:
+            day.reserved_cost += amount
+    session.flush()
+
+
+def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, Any], int]:
+    """Make a FAILED or CANCELLED job PENDING again; returns (product id, options, retry n).
+
+    Its reservation is put back to the estimate (the next ending reconciles it again), and a
+    provider request that can no longer give a video is forgotten so a new one is made.
+    """
+    job = _job(session, job_id)
+    if job.status not in RETRYABLE:
+        raise InputError(
+            f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
+        )
+    running = queries.active_job_for(session=session, product_id=job.product_id)
+    if running is not None:
+        raise InputError(f"product {job.product_id} already has job {running.id} in progress")
+    generation = _generation(session, job_id) + 1
+    if job.cost_reconciled_at is not None and job.usage_day is not None:
+        day = session.get(UsageDay, job.usage_day, with_for_update=True, populate_existing=True)
+        if day is not None:
+            day.reserved_cost += job.estimated_cost - job.total_cost
+            calls = session.scalar(select(func.count()).where(LedgerEntry.job_id == job_id)) or 0
+            if calls == 0:  # its generation was given back when it ended
+                day.generations += 1
+        job.cost_reconciled_at = None
+    if job.video_request_state in ("failed", "cancelled", "billed", "gone"):
+        job.video_request_id = None
+        job.video_request_urls = {}
+        job.video_request_state = None
+    job.status = JobStatus.PENDING
+    job.progress = 0
+    job.current_step = f"queued (retry {generation})"
+    job.wait_reason = None
+    job.error_message = None
+    job.cancel_requested = False
+    job.started_at = None
+    job.completed_at = None
+    job.queue_position = None
+    job.flow_run_id = None
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        # Another submission won the race for the product's one active slot.
+        raise InputError(f"product {job.product_id} already has a job in progress") from exc
+    queries.record_event(
+        session=session,
+        job_id=job_id,
+        step="retry",
+        kind="info",
+        message=f"retry {generation} requested",
+    )
+    return job.product_id, dict(job.options), generation
+
+
+def cancel(*, session: Session, job_id: str) -> tuple[JobStatus, Ended | None]:
+    """An admin's cancel: a job no step has begun ends CANCELLED now; a running one is
+    asked to stop (its steps check ``cancel_requested`` and end it). Returns its status."""
+    job = _job(session, job_id)
+    if job.status.is_final:
+        return job.status, None
+    # Set first, in this transaction: a worker moving the job on at the same moment either
+    # finds it CANCELLED or is told through cancel_requested; never neither.
+    session.execute(
+        update(VideoJob)
+        .where(VideoJob.id == job_id)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    if job.status is JobStatus.PENDING and job.started_at is None:
+        ended = end_job(
+            session=session,
+            job_id=job_id,
+            outcome=JobStatus.CANCELLED,
+            reason="cancelled by an admin",
+            step="cancel",
+        )
+        if ended is not None:
+            return JobStatus.CANCELLED, ended
+    queries.record_event(
+        session=session, job_id=job_id, step="cancel", kind="info", message="cancel requested"
+    )
+    return _job(session, job_id).status, None
+
+
+def check_invariants(
+    *, session: Session, now: dt.datetime | None = None, grace_seconds: float = 120
+) -> list[str]:
+    """What does not add up, one line each (empty when everything does):
+
+    - every job is ended or in flight with a run (past ``grace_seconds`` of being submitted);
+    - every ended job's reservation is reconciled, and each day's reserved cost equals the
+      ledger spend of its ended jobs plus the estimates of its jobs in flight;
+    - every FAILED job has its job_failed alert;
+    - no ended job leaves a provider request queued or running.
+    """
+    now = now or utcnow()
+    problems: list[str] = []
+    jobs = session.scalars(select(VideoJob).execution_options(populate_existing=True)).all()
+    spend = dict(
+        session.execute(
+            select(LedgerEntry.job_id, func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .where(LedgerEntry.job_id.is_not(None))
+            .group_by(LedgerEntry.job_id)
+        ).all()
+    )
+    calls = dict(
+        session.execute(
+            select(LedgerEntry.job_id, func.count())
+            .where(LedgerEntry.job_id.is_not(None))
+            .group_by(LedgerEntry.job_id)
+        ).all()
+    )
+    alert_keys = set(session.scalars(select(Alert.dedupe_key).where(Alert.kind == "job_failed")))
+    expected: dict[dt.date, tuple[Decimal, int]] = {}
+    for job in jobs:
+        ended = job.status.is_final
+        age = (now - job.created_at).total_seconds()
+        if not ended and job.flow_run_id is None and age > grace_seconds:
+            problems.append(f"job {job.id} is {job.status.value} with no flow run")
+        if ended and job.usage_day is not None and job.cost_reconciled_at is None:
+            problems.append(f"job {job.id} ended {job.status.value} but was not reconciled")
+        if job.status is JobStatus.FAILED and failure_alert_key(session, job.id) not in alert_keys:
+            problems.append(f"job {job.id} FAILED without a job_failed alert")
+        if ended and request_is_open(job):
+            problems.append(
+                f"job {job.id} ended {job.status.value} but its provider request "
+                f"{job.video_request_id} is still open"
+            )
+        if job.usage_day is None:
+            continue
+        cost, count = expected.get(job.usage_day, (Decimal(0), 0))
+        if job.cost_reconciled_at is None:
+            cost, count = cost + job.estimated_cost, count + 1
+        else:
+            cost += Decimal(spend.get(job.id, 0))
+            given_back = calls.get(job.id, 0) == 0 and job.status is not JobStatus.COMPLETED
+            count += 0 if given_back else 1
+        expected[job.usage_day] = (cost, count)
+    for day in session.scalars(select(UsageDay).execution_options(populate_existing=True)):
+        cost, count = expected.get(day.day, (Decimal(0), 0))
+        if abs(day.reserved_cost - cost) > Decimal("0.000001"):
+            problems.append(
+                f"{day.day}: reserved {day.reserved_cost:.6f} but the ledger and estimates "
+                f"say {cost:.6f}"
+            )
+        if day.generations != count:
+            problems.append(f"{day.day}: {day.generations} generations counted for {count} jobs")
+    return problems
