@@ -56,16 +56,15 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # only database problems are translated; others re-raise
-        message: str | None
-        if is_db_outage(exc):
-            # One line naming host:port (never the URL's password), not a driver traceback.
+        # The specific diagnosis first (a missing database names its createdb command),
+        # then the generic "unreachable" line for any connection-level failure.
+        from catwalk.cli.dburl import describe_database_problem
+
+        message = describe_database_problem(exc, get_settings().database_url)
+        if message is None and is_db_outage(exc):
             from catwalk.db import unreachable
 
             message = unreachable(exc).user_message
-        else:
-            from catwalk.cli.dburl import describe_database_problem
-
-            message = describe_database_problem(exc, get_settings().database_url)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

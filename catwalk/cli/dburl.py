@@ -45,13 +45,15 @@ def describe_database_problem(exc: BaseException, raw_url: str | None) -> str | 
             f"`createdb -h {url.host or 'localhost'} -p {url.port or 5432}"
             f"{' -U ' + url.username if url.username else ''} {name}`"
         )
-    if "refused" in text or "Is the server running" in text:
-        return f"no PostgreSQL server answers on {_where(url)} (connection refused): start it or fix DATABASE_URL"
+    # A refused connection is the outage message of catwalk.db.unreachable (the CLI's
+    # fallback): a server that is down says the same at start-up as mid-run.
     if "password authentication failed" in text or "no password supplied" in text:
         return f"PostgreSQL on {_where(url)} refused the user or password in DATABASE_URL"
     if "could not translate host name" in text or "Name or service not known" in text:
         return f"DATABASE_URL host {url.host!r} cannot be resolved"
     if "timeout" in text.lower():
         return f"PostgreSQL on {_where(url)} did not answer in time"
+    if "refused" in text or "Is the server running" in text:
+        return None  # the outage line (catwalk.db.unreachable) says it, as it does mid-run
     first = next((line for line in text.splitlines() if line.strip()), text)
     return f"cannot use the database on {_where(url)}: {first.strip()}"
