@@ -51,6 +51,12 @@ def _generate_product_video(
     return {"jobId": attached, "status": "COMPLETED", **published}
 
 
+# The flow's own time limit is a backstop past the job's: the steps end a job at
+# JOB_TIMEOUT_SECONDS themselves (cancelling the provider request, saying which step ran
+# out of time); Prefect's timeout, racing them at the same instant, would only say "crashed".
+FLOW_TIMEOUT_GRACE_SECONDS = 30
+
+
 def build(settings: Settings | None = None) -> Flow[..., dict[str, Any]]:
     """The flow with the options that come from settings: its time limit, the steps' retries.
 
@@ -60,7 +66,9 @@ def build(settings: Settings | None = None) -> Flow[..., dict[str, Any]]:
     apply_retry_policy(
         generate_keyframes, check_keyframes, animate_keyframes, publish_video, settings=settings
     )
-    return _generate_product_video.with_options(timeout_seconds=settings.job_timeout_seconds)
+    return _generate_product_video.with_options(
+        timeout_seconds=settings.job_timeout_seconds + FLOW_TIMEOUT_GRACE_SECONDS
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -63,7 +63,7 @@ def test_settings_are_applied_when_the_flow_is_built() -> None:
         RETRY_DELAY_SECONDS="4",
     )
     assert got == {
-        "timeout": 123,
+        "timeout": 123 + 30,  # the job's limit plus the backstop's grace
         "retries": [2, 2, 2],
         "delays": [4.0, 12.0],
         "name": "generate-product-video",
@@ -84,7 +84,7 @@ def test_the_deployment_entrypoint_loads_the_built_flow() -> None:
         cwd=find_project_dir(),
         JOB_TIMEOUT_SECONDS="77",
     )
-    assert got == {"name": "generate-product-video", "timeout": 77}
+    assert got == {"name": "generate-product-video", "timeout": 77 + 30}
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["products", "--help"]])
