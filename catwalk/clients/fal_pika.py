@@ -399,12 +399,16 @@ class FalPikaVideoGenerator:
         deadline: float | None = None,
     ) -> GeneratedVideo:
         blips = 0
+        tried = False
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
+            # A finished request is paid for: fetch its result at least once, even past the
+            # deadline (a resumed run, issue #13), before giving up on it.
+            if tried and deadline is not None and time.monotonic() >= deadline:
                 raise JobTimedOut(
                     f"the video provider's result for request {submitted.request_id} could not "
                     "be fetched within the job's time limit"
                 )
+            tried = True
             try:
                 response = self._call(
                     "GET", submitted.response_url, what="the video provider's result"
