@@ -228,7 +228,8 @@ def test_redis_down_60s_with_10_jobs_in_flight_heals_by_itself(drill) -> None:
             .where(LedgerEntry.succeeded.is_(True))
             .group_by(LedgerEntry.service)
         ).all()
-    assert dict(paid) == {"nano_banana": 2 * JOBS, "pika": JOBS}  # nothing bought twice
+    # Nothing bought twice: two keyframes, one keyframe check (offline: free) and one video.
+    assert dict(paid) == {"nano_banana": 2 * JOBS, "keyframe_check": JOBS, "pika": JOBS}
     # No slot stays counted: the reconciler (every minute in `catwalk worker`) repairs
     # whatever the outage leaked.
     deadline = time.monotonic() + 150
@@ -309,7 +310,7 @@ def test_kill_9_of_worker_and_run_mid_video_then_restart_completes(tmp_path: Pat
                 )
                 if e.message and e.message.startswith("provider accepted request")
             ]
-        assert dict(paid) == {"nano_banana": 2, "pika": 1}
+        assert dict(paid) == {"nano_banana": 2, "keyframe_check": 1, "pika": 1}
         assert len(events) == 1, events  # one video submit: the restart re-attached to it
         assert submits >= 1
         assert seen_lost or took < 60  # the admin saw why it waited (unless it was quick)

@@ -211,7 +211,7 @@ def test_submission_through_the_work_pool_and_duplicate_generate(worker_stack: S
     again = submit_job(pid, {})
     assert first.created and not again.created and again.job_id == first.job_id
     assert _wait_final(first.job_id, 400) is JobStatus.COMPLETED
-    assert _paid(first.job_id) == {"nano_banana": 2, "pika": 1}
+    assert _paid(first.job_id) == {"nano_banana": 2, "keyframe_check": 1, "pika": 1}
 
 
 def test_a_killed_slot_holder_frees_its_slot_within_the_lease(worker_stack: Stack) -> None:
@@ -278,4 +278,4 @@ def test_redis_down_submissions_recorded_jobs_wait_then_drain(worker_stack: Stac
         worker_stack.redis.start()
     for job_id in jobs:
         assert _wait_final(job_id, 400) is JobStatus.COMPLETED
-        assert _paid(job_id) == {"nano_banana": 2, "pika": 1}
+        assert _paid(job_id) == {"nano_banana": 2, "keyframe_check": 1, "pika": 1}
