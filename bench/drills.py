@@ -19,10 +19,10 @@ The last line is JSON with every row. Drills:
   processes while the jobs wait for their video, then a new ``catwalk worker`` on the port;
 - ``redis-persistent`` / ``redis-wiped``: the lease store's Redis stopped 60 s with the jobs in
   flight, restarted with its append-only file / with its data deleted;
+- ``postgres-down``: catwalk's database (a throwaway PostgreSQL cluster the drill creates
+  with ``initdb`` on a free port, never the machine's 5432) stopped (``pg_ctl -m immediate``,
+  as a crash would) 60 s with the jobs in flight, then started again;
 - ``provider-faults``: 30 % of image and video calls fail transiently (retried by policy).
-
-Not a drill yet: catwalk's PostgreSQL down 60 s (a throwaway cluster needs a non-root user
-for ``initdb`` on this machine; see bench/README.md).
 """
 
 from __future__ import annotations
@@ -100,6 +100,66 @@ class Redis:
         if wipe:
             for leftover in self.folder.iterdir():
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free port, for catwalk's database only.
+
+    ``initdb`` refuses to run as root, so as root the cluster belongs to the ``postgres``
+    user (its folder outside the drill's private temporary folder, which that user cannot
+    enter). ``fsync=off``: the drill is about connections, not durability.
+    """
+
+    def __init__(self) -> None:
+        import glob
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda b: int(b.split("/")[4]))
+        if not bins:
+            raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bin, self.port = Path(bins[-1]), _free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="catwalk-drill-pg-"))
+        self.data = self.folder / "data"
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/catwalk"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "catwalk")
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self._as, str(self.bin / tool), *args], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "log")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start"
+        )
+        for _ in range(120):
+            probe = subprocess.run(
+                [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("throwaway PostgreSQL did not start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Stack:
@@ -340,6 +400,38 @@ def _kill_and_restart(row: Row, stack: Stack, jobs: int) -> Row:
     return _score(row, job_ids, restarted, 600)
 
 
+def drill_postgres(tmp: Path, jobs: int) -> Row:
+    row = Row("postgres-down")
+    database = Postgres()
+    redis = Redis(tmp / "redis", persistent=True)
+    redis.start()
+    stack = Stack(tmp / "home", redis, {"DATABASE_URL": database.url})
+    _apply_env(stack.env)
+    try:
+        stack.start_worker()
+        with _api(stack):
+            job_ids = _submit(jobs, row.drill)
+            _wait(_in_provider_call, 240, every=0.5)
+            in_flight = sum(s not in ("COMPLETED", "FAILED") for s in _statuses(job_ids).values())
+            database.stop()
+            time.sleep(60)
+            database.start()
+            row = _score(row, job_ids, time.monotonic(), 600)
+            # Proof the outage was felt: the steps that found the database gone said so.
+            waits = sum(
+                log.read_text(errors="replace").count("database unreachable")
+                for log in stack.home.glob("worker-*.log")
+            )
+            row.note = f"{in_flight} job(s) in flight at the stop; {waits} database wait(s) logged"
+            return row
+    finally:
+        stack.close()
+        from catwalk.db.session import dispose_engines
+
+        dispose_engines()
+        database.close()
+
+
 def drill_faults(tmp: Path, jobs: int) -> Row:
     row = Row("provider-faults")
     redis = Redis(tmp / "redis", persistent=True)
@@ -364,6 +456,7 @@ DRILLS: dict[str, Callable[[Path, int], Row]] = {
     "kill-mid-video": drill_kill,
     "redis-persistent": lambda tmp, jobs: drill_redis(tmp, jobs, wipe=False),
     "redis-wiped": lambda tmp, jobs: drill_redis(tmp, jobs, wipe=True),
+    "postgres-down": drill_postgres,
     "provider-faults": drill_faults,
 }
 

@@ -163,3 +163,22 @@ def test_generate_runs_in_the_background_and_wait_follows_it(settings, tmp_path:
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.options == {"modelType": "male", "videoStyle": "dynamic"}
+
+
+def test_bench_cli_prints_the_cpu_of_help_and_jobs(tmp_path: Path) -> None:
+    """The benchmark the issue asks for runs and reports both commands (no timing asserted:
+    speed targets live in bench/, not in tests)."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "cli.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["runs"] == 1
+    for command in ("--help", "jobs"):
+        assert figures[command]["cpu_s"] > 0
+        assert f"catwalk {command}" in result.stdout

@@ -6,6 +6,9 @@ Redis stopped for 60 s with 10 jobs in flight, with its data kept (append-only f
 wiped: every job ends COMPLETED with no manual step, each paid once (2 images, 1 video),
 and no provider slot stays counted once the queue has drained.
 
+catwalk's PostgreSQL (a throwaway cluster of the test's own, never the machine's 5432)
+stopped as by a crash for 60 s with jobs in flight: the same, with the worker still up.
+
 Worker and run killed (``kill -9``) while the job waits for its video: after a restart of
 ``catwalk worker`` the job ends COMPLETED with 1 video submit and 2 image calls.
 """
@@ -315,3 +318,50 @@ def test_kill_9_of_worker_and_run_mid_video_then_restart_completes(tmp_path: Pat
         assert submits >= 1
         assert seen_lost or took < 60  # the admin saw why it waited (unless it was quick)
         assert took <= 300  # issue: 3 minutes on a quiet machine; slack for a loaded one
+
+
+def test_postgresql_down_60s_with_jobs_in_flight_heals_by_itself(tmp_path: Path) -> None:
+    from bench.drills import Postgres
+
+    database = Postgres()
+    try:
+        with _production_stack(tmp_path, persistent=True, DATABASE_URL=database.url) as (
+            _redis,
+            _port,
+            workers,
+        ):
+            jobs = [submit_job(pid, {}).job_id for pid in _products(6, "pgdown")]
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not any(_active_slots().values()):
+                time.sleep(0.5)
+            assert any(_active_slots().values()), "no job reached a provider call"
+            in_flight = sum(n for s, n in _status_counts(jobs).items() if not s.is_final)
+            database.stop()
+            time.sleep(OUTAGE_SECONDS)
+            database.start()
+            back = time.monotonic()
+            while time.monotonic() < back + 600:
+                counts = _status_counts(jobs)
+                if sum(n for status, n in counts.items() if status.is_final) == len(jobs):
+                    break
+                time.sleep(2)
+            drained = time.monotonic() - back
+            assert _status_counts(jobs) == {JobStatus.COMPLETED: len(jobs)}
+            with session_scope() as session:
+                paid = session.execute(
+                    select(LedgerEntry.service, func.count())
+                    .where(LedgerEntry.succeeded.is_(True))
+                    .group_by(LedgerEntry.service)
+                ).all()
+            assert dict(paid) == {"nano_banana": 12, "keyframe_check": 6, "pika": 6}
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and any(_active_slots().values()):
+                time.sleep(2)
+            assert _active_slots() == {IMAGE_LIMIT: 0, VIDEO_LIMIT: 0}
+            # The worker rode out the outage (no restart), and the outage was felt by the jobs.
+            assert workers[0].poll() is None
+            log = (tmp_path / "worker.log").read_text(errors="replace")
+            assert log.count("database unreachable") > 0
+            print(f"postgres down 60 s: {in_flight} in flight, all COMPLETED {drained:.0f} s after")  # noqa: T201
+    finally:
+        database.close()
