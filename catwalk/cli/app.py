@@ -351,6 +351,9 @@ def jobs(
     if as_json:
         print(json.dumps(payload, indent=2))
         return
+    if not payload:
+        console.print("No jobs yet. Start one with [bold]catwalk generate PRODUCT[/].")
+        return
     cells = [
         (
             # 12 characters: a prefix every command takes (6+), far from any clash.
