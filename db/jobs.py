@@ -12,8 +12,7 @@ and none is reported twice), and an event on the timeline. The
 transition is one conditional UPDATE from an active status, so a COMPLETED job never becomes
 FAILED and two enders never both win. What cannot happen inside a database transaction (the
 HTTP cancel of a provider request still open, the alert's and webhook's delivery) is
-returned in ``Ended``
-for the caller to do after the commit: ``catwalk.lifecycle`` does it.
+returned in ``Ended`` for the caller to do after the commit: ``catwalk.lifecycle`` does it.
 
 Must not import clients, tasks, flows or dashboards.
 """
@@ -142,7 +141,7 @@ def failure_alert_key(session: Session, job_id: str) -> str:
 
 
 def record_webhook_event(*, session: Session, job: VideoJob) -> str | None:
-    """Record the completion event of a job that just ended; its id, or None if recorded.
+    """Record the completion event of a job that just ended; its id (None if already there).
 
     The body holds storage keys, not URLs: what another system can fetch depends on the
     storage mode and the API's address, which the sender knows and the database does not.
