@@ -4,9 +4,11 @@ CPU time (user + system of the child, from ``os.wait4``), not wall time: the mac
 shared, and the CPU a command burns before it answers is what lazy imports change. Each run
 is a fresh interpreter, as a user's shell starts it, against a throwaway CATWALK_HOME (the
 first ``jobs`` run, which creates and migrates the SQLite database, is a warm-up and not
-counted). Prints one line per command and a last line of JSON.
+counted). Prints one line per command and a last line of JSON. ``--all`` measures the
+other everyday commands too (``products``, ``alerts``, ``doctor``, ``stats``: the last loads
+pandas, which is its work).
 
-    python bench/cli.py [--runs 5]
+    python bench/cli.py [--runs 5] [--all]
 """
 
 from __future__ import annotations
@@ -41,18 +43,23 @@ def cpu_seconds(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--all", action="store_true", help="every everyday command too")
+    options = parser.parse_args()
+    runs = options.runs
+    commands: list[tuple[str, list[str]]] = [("--help", ["--help"]), ("jobs", ["jobs"])]
+    if options.all:
+        commands += [(name, [name]) for name in ("products", "alerts", "doctor", "stats")]
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PREFECT_API_URL")}
         env["CATWALK_HOME"] = home
         cpu_seconds(["jobs"], env)  # warm-up: creates and migrates the database
         result: dict[str, dict[str, float]] = {}
-        for label, args in (("--help", ["--help"]), ("jobs", ["jobs"])):
+        for label, args in commands:
             samples = [cpu_seconds(args, env) for _ in range(runs)]
             cpu = statistics.median(s[0] for s in samples)
             wall = statistics.median(s[1] for s in samples)
             result[label] = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3)}
-            print(f"catwalk {label:7s} CPU {cpu:.2f} s, wall {wall:.2f} s (median of {runs})")
+            print(f"catwalk {label:8s} CPU {cpu:.2f} s, wall {wall:.2f} s (median of {runs})")
     print(json.dumps({"runs": runs, "load_avg_1m": os.getloadavg()[0], **result}))
 
 

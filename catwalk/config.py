@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     webhook_url: SecretStr | None = Field(default=None, alias="WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
     webhook_attempts: int = Field(default=4, ge=1, le=10, alias="WEBHOOK_ATTEMPTS")
+    # The address other systems reach the HTTP API at (https://catwalk.shop.example): with
+    # local storage, webhooks (sent by the flow, which never sees a request) build their
+    # /media URLs from it, and the API prefers it to the request's own host (a proxy).
+    api_public_url: str | None = Field(default=None, alias="API_PUBLIC_URL")
     limits_timezone: str = Field(default="UTC", alias="LIMITS_TIMEZONE")
     prices_file: Path | None = Field(default=None, alias="CATWALK_PRICES_FILE")
 
@@ -157,6 +161,15 @@ class Settings(BaseSettings):
     admin_emails: str = Field(default="", alias="CATWALK_ADMIN_EMAILS")
     api_token: SecretStr | None = Field(default=None, alias="CATWALK_API_TOKEN")
     prefect_ui_url: str | None = Field(default=None, alias="CATWALK_PREFECT_UI_URL")
+
+    @field_validator("api_public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("API_PUBLIC_URL must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("catwalk_home")
     @classmethod
@@ -212,6 +225,11 @@ class Settings(BaseSettings):
         if self.keyframe_judge is not None:
             return self.keyframe_judge
         return "gemini" if self.image_provider == "nano-banana" else "offline"
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Completion events are recorded and sent only with both a URL and a secret."""
+        return self.webhook_url is not None and self.webhook_secret is not None
 
     def max_lifetime_seconds(self) -> int:
         return self.job_max_lifetime_seconds or 3 * self.job_timeout_seconds

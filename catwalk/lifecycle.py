@@ -1,9 +1,10 @@
 """Ending a job, with what comes after the database: the one place every path calls.
 
 ``end_job`` ends the job in one transaction (``db.jobs.end_job``: status, one-line reason,
-reservation, alert, timeline), retried through a database outage, then cancels the provider
-request the job left open and delivers the job_failed alert. The flow, housekeeping, the
-admin's cancel and retry (CLI, API, dashboard) all go through here.
+reservation, alert, webhook event, timeline), retried through a database outage, then
+cancels the provider request the job left open and delivers the job_failed alert and the
+completion webhook. The flow, housekeeping, a failed launch, the admin's cancel and retry
+(CLI, API, dashboard) all go through here.
 
 ``close_provider_request`` is idempotent and safe to repeat: housekeeping calls it for an
 ended job whose request is still open (a worker died between the commit and the cancel).
@@ -30,26 +31,39 @@ def end_job(
     *,
     step: str | None = None,
     settings: Settings | None = None,
+    webhook_attempts: int | None = None,
 ) -> Ended | None:
-    """End the job (None if it had already ended), then close what it left at the provider."""
+    """End the job (None if it had already ended), then close what it left at the provider.
+
+    ``webhook_attempts`` caps the webhook's POSTs now (a front door passes 1 so nobody waits
+    out the backoff; housekeeping sends the rest).
+    """
     settings = settings or get_settings()
 
     def _end() -> Ended | None:
         with session_scope(settings) as session:
             return jobs.end_job(
-                session=session, job_id=job_id, outcome=outcome, reason=reason, step=step
+                session=session,
+                job_id=job_id,
+                outcome=outcome,
+                reason=reason,
+                step=step,
+                webhook=settings.webhooks_enabled,
             )
 
     ended = retry_db(_end, settings=settings)
     if ended is None:
         return None
-    after_commit(ended, settings=settings)
+    after_commit(ended, settings=settings, webhook_attempts=webhook_attempts)
     return ended
 
 
-def after_commit(ended: Ended, *, settings: Settings | None = None) -> None:
-    """Cancel the open provider request and deliver the alert; failures are logged only
-    (housekeeping repeats both: the request stays "open", the alert undelivered)."""
+def after_commit(
+    ended: Ended, *, settings: Settings | None = None, webhook_attempts: int | None = None
+) -> None:
+    """Cancel the open provider request, deliver the alert and the webhook; failures are
+    logged only (housekeeping repeats all three: the request stays "open", the alert and
+    the event undelivered)."""
     settings = settings or get_settings()
     if ended.open_request:
         try:
@@ -63,6 +77,13 @@ def after_commit(ended: Ended, *, settings: Settings | None = None) -> None:
             deliver_alert(ended.alert_id, settings=settings)
         except Exception:
             logger.exception("job %s: delivering its alert failed", ended.job_id)
+    if ended.webhook_id:
+        from catwalk.webhooks import deliver_webhook
+
+        try:
+            deliver_webhook(ended.webhook_id, settings=settings, attempts=webhook_attempts)
+        except Exception:
+            logger.exception("job %s: delivering its webhook failed", ended.job_id)
 
 
 def close_provider_request(

@@ -191,6 +191,7 @@ def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> 
         f"could not start the job: {describe(exc)}",
         step="submit",
         settings=settings,
+        webhook_attempts=1,  # the caller is waiting; housekeeping retries the event
     )
 
 
@@ -274,7 +275,10 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> JobStatus:
     """
     settings = settings or get_settings()
     with session_scope(settings) as session:
-        status, ended = jobs.cancel(session=session, job_id=job_id)
+        status, ended = jobs.cancel(
+            session=session, job_id=job_id, webhook=settings.webhooks_enabled
+        )
     if ended is not None:
-        lifecycle.after_commit(ended, settings=settings)
+        # One POST: an admin is waiting on the answer; housekeeping retries the event.
+        lifecycle.after_commit(ended, settings=settings, webhook_attempts=1)
     return status

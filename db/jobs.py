@@ -6,11 +6,13 @@ ended job runnable again, and ``check_invariants`` says whether the bookkeeping 
 
 Ending a job does, in the caller's one transaction: the final status with a one-line reason
 naming the step ("rendering video: ..."), the day's reservation reconciled, the
-``job_failed`` alert recorded (once per failure), and an event on the timeline. The
+``job_failed`` alert recorded (once per failure), the completion webhook's event recorded
+(when webhooks are on: once per ending, in this transaction, so no ending goes unreported
+and none is reported twice), and an event on the timeline. The
 transition is one conditional UPDATE from an active status, so a COMPLETED job never becomes
 FAILED and two enders never both win. What cannot happen inside a database transaction (the
-HTTP cancel of a provider request still open, the alert's delivery) is returned in ``Ended``
-for the caller to do after the commit: ``catwalk.lifecycle`` does it.
+HTTP cancel of a provider request still open, the alert's and webhook's delivery) is
+returned in ``Ended`` for the caller to do after the commit: ``catwalk.lifecycle`` does it.
 
 Must not import clients, tasks, flows or dashboards.
 """
@@ -18,13 +20,14 @@ Must not import clients, tasks, flows or dashboards.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from catwalk.db import alerts, limits, queries
-from catwalk.db.base import utcnow
-from catwalk.db.models import Alert, JobEvent, LedgerEntry, UsageDay, VideoJob
+from catwalk.db.base import new_id, utcnow
+from catwalk.db.models import Alert, JobEvent, LedgerEntry, UsageDay, VideoJob, WebhookDelivery
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -45,6 +48,12 @@ RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 # Provider request states after which nothing runs (or bills) at the provider any more.
 CLOSED_REQUEST_STATES = frozenset({"collected", "failed", "cancelled", "billed", "gone"})
 _EVENT_KIND = {JobStatus.COMPLETED: "succeeded", JobStatus.FAILED: "failed"}
+#: The completion webhook's event type for each ending.
+WEBHOOK_EVENTS = {
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,7 @@ class Ended:
     reason: str | None
     alert_id: str | None  # a new job_failed alert to deliver
     open_request: dict[str, Any] | None  # a provider request still running: cancel it
+    webhook_id: str | None = None  # a new completion event to deliver
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -130,6 +140,47 @@ def failure_alert_key(session: Session, job_id: str) -> str:
     return f"job_failed:{job_id}" if generation == 0 else f"job_failed:{job_id}:retry{generation}"
 
 
+def record_webhook_event(*, session: Session, job: VideoJob) -> str | None:
+    """Record the completion event of a job that just ended; its id (None if already there).
+
+    The body holds storage keys, not URLs: what another system can fetch depends on the
+    storage mode and the API's address, which the sender knows and the database does not.
+    """
+    event = WEBHOOK_EVENTS[job.status]
+    generation = _generation(session, job.id)
+    dedupe_key = f"{event}:{job.id}" + (f":retry{generation}" if generation else "")
+    delivery_id = new_id()
+    body = {
+        "id": delivery_id,
+        "type": event,
+        "createdAt": utcnow().isoformat(),
+        "data": {
+            "jobId": job.id,
+            "productId": job.product_id,
+            "status": job.status.value,
+            "videoKey": job.video_key if job.status is JobStatus.COMPLETED else None,
+            "thumbnailKey": job.poster_key if job.status is JobStatus.COMPLETED else None,
+            "error": job.error_message,
+            "cost": {"total": float(job.total_cost)},
+        },
+    }
+    inserted = queries.insert_or_ignore(
+        session=session,
+        model=WebhookDelivery,
+        values={
+            "id": delivery_id,
+            "event": event,
+            "job_id": job.id,
+            "dedupe_key": dedupe_key,
+            "payload": json.dumps(body, separators=(",", ":")),
+            "created_at": utcnow(),
+            "delivery_attempts": 0,
+        },
+        key="dedupe_key",
+    )
+    return delivery_id if inserted else None
+
+
 def end_job(
     *,
     session: Session,
@@ -137,11 +188,13 @@ def end_job(
     outcome: JobStatus,
     reason: str | None = None,
     step: str | None = None,
+    webhook: bool = False,
 ) -> Ended | None:
     """End an active job as COMPLETED, FAILED or CANCELLED; None if it had already ended.
 
     ``step`` names where it ended (default: the step its status says); a FAILED reason is
-    prefixed with it unless it already starts with it.
+    prefixed with it unless it already starts with it. ``webhook`` (webhooks configured)
+    records the ending's completion event in the same transaction.
     """
     if outcome not in ENDINGS:
         raise ValueError(f"{outcome} is not an ending")
@@ -208,6 +261,7 @@ def end_job(
         reason=text,
         alert_id=alert_id,
         open_request=open_request,
+        webhook_id=record_webhook_event(session=session, job=job) if webhook else None,
     )
 
 
@@ -276,7 +330,9 @@ def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, An
     return job.product_id, dict(job.options), generation
 
 
-def cancel(*, session: Session, job_id: str) -> tuple[JobStatus, Ended | None]:
+def cancel(
+    *, session: Session, job_id: str, webhook: bool = False
+) -> tuple[JobStatus, Ended | None]:
     """An admin's cancel: a job no step has begun ends CANCELLED now; a running one is
     asked to stop (its steps check ``cancel_requested`` and end it). Returns its status."""
     job = _job(session, job_id)
@@ -297,6 +353,7 @@ def cancel(*, session: Session, job_id: str) -> tuple[JobStatus, Ended | None]:
             outcome=JobStatus.CANCELLED,
             reason="cancelled by an admin",
             step="cancel",
+            webhook=webhook,
         )
         if ended is not None:
             return JobStatus.CANCELLED, ended

@@ -15,6 +15,7 @@ from catwalk.db import jobs, queries, retry_db, session_scope
 from catwalk.tasks._policy import attempt, retry_transient_only, survives_db_outage
 from prefect import get_run_logger, task
 
+from catwalk import lifecycle
 from catwalk.clients import factory
 from catwalk.clients.media import check_video
 from catwalk.config import get_settings
@@ -81,9 +82,11 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
     if store.head(poster_key) is None:
         raise StorageError(f"poster missing from storage: {poster_key}")
 
-    retry_db(
+    ended = retry_db(
         lambda: _publish(job_id, run, video_key, poster_key, store.public_url(video_key), facts)
     )
+    # What every ending does after its commit: here, the job.completed webhook.
+    lifecycle.after_commit(ended, settings=settings)
     # The product is published: cleaning up can no longer fail the job. Whatever is not
     # deleted now stays in pending_deletions for housekeeping.
     try:
@@ -112,7 +115,7 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
 
 def _publish(
     job_id: str, run: int, video_key: str, poster_key: str, video_url: str, facts: VideoFacts
-) -> None:
+) -> jobs.Ended:
     """Switch the product and end the job COMPLETED, in one transaction."""
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
@@ -135,9 +138,15 @@ def _publish(
             attempt=run,
             message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
         )
-        ended = jobs.end_job(session=session, job_id=job_id, outcome=JobStatus.COMPLETED)
+        ended = jobs.end_job(
+            session=session,
+            job_id=job_id,
+            outcome=JobStatus.COMPLETED,
+            webhook=get_settings().webhooks_enabled,
+        )
         if ended is None:
             raise JobAlreadyEnded(f"job {job_id} already ended")
+    return ended
 
 
 def _scratch(path: Path) -> str:

@@ -15,7 +15,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from catwalk.clients import factory
+from catwalk.clients import factory, links
+from catwalk.config import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def _rename_run(name: str) -> None:
 
 @task(name="report-job", cache_policy=NO_CACHE)
 def report_job(job_id: str) -> None:
-    """Tell the outside a job ended: Prefect UI artifacts (summary, ledger, status) and the
-    completion webhook (WEBHOOK_URL)."""
+    """Show in the Prefect UI how a job ended: artifacts (summary, ledger, status). The
+    completion webhook went with the ending itself (``catwalk.lifecycle``)."""
     from prefect.artifacts import (
         create_markdown_artifact,
         create_progress_artifact,
@@ -122,8 +123,9 @@ def report_job(job_id: str) -> None:
 
     run_logger = get_run_logger()
     try:
-        store = factory.blob_store()
-        with session_scope() as session:
+        settings = get_settings()
+        store = factory.blob_store(settings)
+        with session_scope(settings) as session:
             job = queries.get_job(session=session, job_id=job_id)
             if job is None:
                 return
@@ -132,7 +134,13 @@ def report_job(job_id: str) -> None:
                 "video": job.video_key,
                 "poster": job.poster_key,
             }
-            urls = {name: store.url(key) if key else None for name, key in keys.items()}
+            # The API's /media links when API_PUBLIC_URL says where it is, else the store's.
+            urls = {
+                name: links.fetchable_url(store, key, settings=settings) or store.url(key)
+                if key
+                else None
+                for name, key in keys.items()
+            }
             markdown = job_markdown(job, urls=urls)
             rows = ledger_rows(queries.ledger_for_job(session=session, job_id=job_id))
             status, progress, product_id = job.status.value, job.progress, job.product_id
@@ -149,17 +157,11 @@ def report_job(job_id: str) -> None:
         logger.info("job %s: artifacts %s, %s-ledger, %s-status recorded", job_id, key, key, key)
     except Exception:  # reporting must never turn a finished (paid) job into a failed run
         run_logger.warning("job %s: artifacts not recorded", job_id, exc_info=True)
-    from catwalk.tasks.webhooks import notify_job_ended
-
-    try:
-        notify_job_ended(job_id)
-    except Exception:  # recorded events are retried by deliver_pending_webhooks
-        run_logger.warning("job %s: completion webhook not sent", job_id, exc_info=True)
 
 
 @task(name="deliver-pending-webhooks", cache_policy=NO_CACHE)
 def redeliver_webhooks(limit: int = 200) -> dict[str, int]:
     """Send completion events whose webhook delivery failed earlier (the receiver was down)."""
-    from catwalk.tasks.webhooks import deliver_pending_webhooks
+    from catwalk.webhooks import deliver_pending_webhooks
 
     return {"delivered": deliver_pending_webhooks(limit=limit)}

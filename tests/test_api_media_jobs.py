@@ -192,3 +192,18 @@ def test_swagger_ui_is_served_from_the_package_not_a_cdn(
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         got = httpx.get(f"{str(http.base_url).rstrip('/')}/docs/static/{asset}")
         assert got.status_code == 200 and len(got.content) > 10_000, asset
+
+
+def test_media_urls_use_api_public_url_behind_a_proxy(
+    settings: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a proxy the request's host is the proxy's upstream; the address other systems
+    # use is API_PUBLIC_URL, the same one the webhooks carry.
+    settings = reset_settings(monkeypatch, API_PUBLIC_URL="https://catwalk.shop.example/api-v1/")
+    _seed(settings, tmp_path)
+    _job(settings, "e" * 32, "tee", JobStatus.COMPLETED)
+    app = create_app(settings, launcher=Launches(), token=TOKEN)  # type: ignore[arg-type]
+    with running_server(app) as base_url:
+        body = httpx.get(f"{base_url}{PREFIX}/{'e' * 32}", headers=AUTH).json()
+    url = body["result"]["videoUrl"]
+    assert url == f"https://catwalk.shop.example/api-v1/media/videos/tee/{'e' * 32}/video.mp4"

@@ -103,3 +103,27 @@ def test_catwalk_help_imports_neither_prefect_nor_the_database(argv: list[str]) 
         """
     )
     assert got == []
+
+
+@pytest.mark.parametrize(
+    "argv", [["jobs"], ["jobs", "--json"], ["alerts"], ["products"], ["status", "abcdef12"]]
+)
+def test_everyday_commands_import_no_heavy_package(settings, argv: list[str]) -> None:
+    """What `catwalk jobs` and friends need is SQLAlchemy and Rich; Prefect, pandas, Alembic
+    (the database is at the newest revision) and boto3 are for other commands' work."""
+    got = _python(
+        f"""
+        import contextlib, io, json, sys
+        sys.argv = ["catwalk", *{argv!r}]
+        from catwalk.cli import main
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                main()
+            except SystemExit:
+                pass
+        heavy = ("prefect", "pandas", "alembic", "boto3", "botocore", "fastapi", "av")
+        print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+        """,
+        CATWALK_HOME=str(settings.catwalk_home),
+    )
+    assert got == []

@@ -4,25 +4,26 @@ A ``file://`` URL means nothing to the shop's other machines, so the API serves 
 folder itself under ``/media/<key>`` (HTTP Range included: players seek, and resume). Like a
 bucket, the URLs are public unless ``SIGNED_URLS`` is on; then each carries an expiry and an
 HMAC-SHA256 signature (key derived from the API token, which itself never appears) and the
-API refuses it after ``SIGNED_URL_TTL_SECONDS``.
+API refuses it after ``SIGNED_URL_TTL_SECONDS``. The URLs themselves are built in
+``catwalk.clients.links``, which the webhook sender shares.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from catwalk.api.schemas import ErrorBody
-from catwalk.clients import factory
+from catwalk.clients import factory, links
+from catwalk.clients.links import MEDIA_PREFIX, media_url, sign
 from catwalk.config import Settings
 from catwalk.errors import StorageError
 
-MEDIA_PREFIX = "/media"
+__all__ = ["MEDIA_PREFIX", "fetchable_url", "media_url", "router", "sign"]
+
 _CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".jpg": "image/jpeg",
@@ -31,36 +32,15 @@ _CONTENT_TYPES = {
 }
 
 
-def _signing_key(api_token: str) -> bytes:
-    # A key of its own, so a leaked media URL says nothing about the bearer token.
-    return hmac.new(api_token.encode(), b"catwalk media urls v1", hashlib.sha256).digest()
-
-
-def sign(key: str, expires: int, *, api_token: str) -> str:
-    message = f"{key}\n{expires}".encode()
-    return hmac.new(_signing_key(api_token), message, hashlib.sha256).hexdigest()
-
-
-def media_url(
-    base_url: str, key: str, *, settings: Settings, api_token: str, now: float | None = None
-) -> str:
-    """The address of ``key`` on this API (signed and expiring when SIGNED_URLS is on)."""
-    url = f"{base_url.rstrip('/')}{MEDIA_PREFIX}/{quote(key, safe='/')}"
-    if not settings.signed_urls:
-        return url
-    expires = int(now if now is not None else time.time()) + settings.signed_url_ttl_seconds
-    return f"{url}?expires={expires}&sig={sign(key, expires, api_token=api_token)}"
-
-
 def fetchable_url(request: Request, key: str | None, settings: Settings) -> str | None:
-    """What the API hands out for a stored object: the store's own URL unless it is a file."""
-    if not key:
-        return None
-    url = factory.blob_store(settings).url(key)
-    if not url.startswith("file://"):
-        return url
-    return media_url(
-        str(request.base_url), key, settings=settings, api_token=request.app.state.api_token
+    """What the API hands out for a stored object: the store's own URL unless it is a file,
+    then this API's /media URL (at API_PUBLIC_URL when set, else the request's host)."""
+    return links.fetchable_url(
+        factory.blob_store(settings),
+        key,
+        settings=settings,
+        base_url=str(request.base_url),
+        api_token=request.app.state.api_token,
     )
 
 

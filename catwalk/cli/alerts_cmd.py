@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from catwalk.cli import tables
+from catwalk.cli.tables import Column
 from catwalk.config import get_settings
 from catwalk.errors import InputError
 
@@ -45,11 +46,29 @@ def alerts_list(
     if not rows:
         console.print("No alerts waiting.")
         return
-    table = Table("id", "kind", "when", "message", "delivered")
-    for r in rows:
-        sent = "yes" if r["delivered"] else (r["deliveryError"] or "no")
-        table.add_row(r["id"][:12], r["kind"], r["createdAt"][:19], r["message"], sent)
-    console.print(table)
+    cells = [
+        (
+            r["id"][:12],
+            r["kind"],
+            r["createdAt"][:16].replace("T", " "),
+            "delivered" if r["delivered"] else "not delivered",
+            r["message"],
+            "" if r["delivered"] else (r["deliveryError"] or ""),
+        )
+        for r in rows
+    ]
+    tables.show(
+        console,
+        [
+            Column("id", "key", headline=True),
+            Column("kind"),
+            Column("when (UTC)"),
+            Column("sent"),
+            Column("message", "text"),
+            Column("delivery error", "text"),
+        ],
+        cells,
+    )
 
 
 @alerts_app.command("ack")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,11 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from catwalk.cli import fakes_cmd
+from catwalk.cli import fakes_cmd, tables
 from catwalk.cli.api_cmd import api
+from catwalk.cli.tables import Column, Kind
 from catwalk.cli.worker_cmd import worker
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus
@@ -39,11 +39,6 @@ app.command(name="fakes")(fakes_cmd.fakes)
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _cell(value: object) -> Text:
-    """A table cell holding data: a Text, so "[/]" in a name is shown, never parsed as markup."""
-    return Text(str(value))
 
 
 def _urls(job: VideoJob) -> tuple[str | None, str | None]:
@@ -95,11 +90,25 @@ def products_list(
         if not rows:
             console.print("No products yet. Add one with [bold]catwalk products add NAME IMAGE[/].")
             return
-        table = Table("id", "name", "images", "video")
-        for p in rows:
-            video = store.url(p.video_key) if p.video_key else None
-            table.add_row(*map(_cell, (p.id, p.name, len(p.images), _display_url(video))))
-    console.print(table)
+        cells = [
+            (
+                p.id,
+                f"{len(p.images)} image(s)",
+                _display_url(store.url(p.video_key) if p.video_key else None),
+                p.name,
+            )
+            for p in rows
+        ]
+    tables.show(
+        console,
+        [
+            Column("id", "key", headline=True),
+            Column("images"),
+            Column("video", "key"),
+            Column("name", "text"),
+        ],
+        cells,
+    )
 
 
 def _slug(name: str) -> str:
@@ -310,10 +319,21 @@ def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
     if as_json:
         print(json.dumps(payload, indent=2))
         return
-    table = Table(show_header=False)
+    tables.show_record(console, list(_status_fields(payload)))
+
+
+def _status_fields(payload: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str, Kind]]:
+    """The contract's fields one per line: nested objects as ``result.videoUrl``."""
     for key, value in payload.items():
-        table.add_row(_cell(key), _cell(json.dumps(value) if isinstance(value, dict) else value))
-    console.print(table)
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _status_fields(value, prefix=f"{name}.")
+        elif isinstance(value, list):
+            yield name, json.dumps(value), "text"
+        elif isinstance(value, str) and key.endswith(("Id", "Url")):
+            yield name, _display_url(value), "key"
+        else:
+            yield name, "-" if value is None else str(value), "text"
 
 
 @app.command()
@@ -331,19 +351,35 @@ def jobs(
     if as_json:
         print(json.dumps(payload, indent=2))
         return
-    table = Table("job", "product", "status", "progress", "step", "cost $", "error")
-    for row in payload:
-        cells = (
+    if not payload:
+        console.print("No jobs yet. Start one with [bold]catwalk generate PRODUCT[/].")
+        return
+    cells = [
+        (
+            # 12 characters: a prefix every command takes (6+), far from any clash.
             row["jobId"][:12],
-            row["productId"],
             row["status"],
             f"{row['progress']}%",
+            f"${row['cost']['total']:.4f}",
+            row["productId"],
             row["currentStep"],
-            f"{row['cost']['total']:.4f}",
             row.get("error") or "",
         )
-        table.add_row(*map(_cell, cells))
-    console.print(table)
+        for row in payload
+    ]
+    tables.show(
+        console,
+        [
+            Column("job", "key", headline=True),
+            Column("status"),
+            Column("progress", justify="right"),
+            Column("cost", justify="right"),
+            Column("product", "key"),
+            Column("step", "text"),
+            Column("error", "text"),
+        ],
+        cells,
+    )
 
 
 @app.command("run-job", hidden=True)

@@ -8,9 +8,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from catwalk.catalog import DEMO_PRODUCTS, write_demo_photos
+from catwalk.cli import tables
+from catwalk.cli.tables import Column
 from catwalk.clients import factory
 from catwalk.config import get_settings
 from catwalk.db import queries, session_scope
@@ -97,18 +98,26 @@ def run_demo(*, limit: int, console: Console) -> None:
                 )
 
     store = factory.blob_store()
-    table = Table("product", "job", "status", "cost $")
+    rows = []
     videos = []
     for product_id, job_id, status, error, video_key, cost in results:
-        colour = "green" if status is JobStatus.COMPLETED else "red"
-        table.add_row(product_id, job_id[:12], f"[{colour}]{status.value}[/]", f"{cost:.4f}")
+        rows.append((product_id, job_id[:12], status.value, f"${cost:.4f}"))
         where = store.url(video_key).removeprefix("file://") if video_key else f"failed: {error}"
         videos.append(f"  {product_id}: {where}")
-    console.print(table)
+    tables.show(
+        console,
+        [
+            Column("product", "key", headline=True),
+            Column("job", "key", headline=True),
+            Column("status"),
+            Column("cost", justify="right"),
+        ],
+        rows,
+    )
     # Full paths on lines of their own, so a terminal of any width can copy them.
     console.print("videos:", soft_wrap=True)
     for line in videos:
-        console.print(line, soft_wrap=True, highlight=False)
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     done = sum(1 for r in results if r[2] is JobStatus.COMPLETED)
     console.print(
         f"{done}/{len(results)} videos in {time.monotonic() - started:.0f} s. "

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from catwalk.cli import tables
+from catwalk.cli.tables import Column
 from catwalk.config import get_settings
 from catwalk.errors import InputError
 
@@ -33,7 +34,6 @@ def _show(stats: dict[str, Any]) -> None:
     today = stats["today"]
     rng = stats["range"]
     span = f"{rng['from'] or 'start'} to {rng['to'] or 'today'} ({rng['timezone']})"
-    summary = Table("figure", "value", title=f"catwalk stats, {span}")
     rows = [
         (
             "jobs",
@@ -49,26 +49,50 @@ def _show(stats: dict[str, Any]) -> None:
         ),
         ("failed jobs", _money(stats["failedJobSpend"])),
     ]
-    for row in rows:
-        summary.add_row(*row)
-    console.print(summary)
+    tables.show(
+        console,
+        [Column("figure", headline=True), Column("value", headline=True)],
+        rows,
+        title=f"catwalk stats, {span}",
+    )
     if stats["spendByModel"]:
-        models = Table("service", "provider", "model", "calls", "cost", title="spend by model")
-        for m in stats["spendByModel"]:
-            models.add_row(
-                m["service"], m["provider"], m["model"], str(m["calls"]), _money(m["cost"])
-            )
-        console.print(models)
+        tables.show(
+            console,
+            [
+                Column("model", "key", headline=True),
+                Column("service"),
+                Column("provider"),
+                Column("calls", justify="right"),
+                Column("cost", justify="right"),
+            ],
+            [
+                (m["model"], m["service"], m["provider"], str(m["calls"]), _money(m["cost"]))
+                for m in stats["spendByModel"]
+            ],
+            title="spend by model",
+        )
     if stats["spendByResolution"]:
-        res = Table("service", "resolution", "calls", "cost", title="spend by resolution")
-        for r in stats["spendByResolution"]:
-            res.add_row(r["service"], r["resolution"], str(r["calls"]), _money(r["cost"]))
-        console.print(res)
+        tables.show(
+            console,
+            [
+                Column("service", headline=True),
+                Column("resolution"),
+                Column("calls", justify="right"),
+                Column("cost", justify="right"),
+            ],
+            [
+                (r["service"], r["resolution"], str(r["calls"]), _money(r["cost"]))
+                for r in stats["spendByResolution"]
+            ],
+            title="spend by resolution",
+        )
     if stats["costByDate"]:
-        days = Table("date", "cost", title="cost by date")
-        for d in stats["costByDate"][-31:]:
-            days.add_row(d["date"], _money(d["cost"]))
-        console.print(days)
+        tables.show(
+            console,
+            [Column("date", headline=True), Column("cost", justify="right")],
+            [(d["date"], _money(d["cost"])) for d in stats["costByDate"][-31:]],
+            title="cost by date",
+        )
     budget = f" of {_money(today['budget'])} budget" if today["budget"] is not None else ""
     console.print(
         f"today {today['date']} ({today['timezone']}): {today['generations']} of "

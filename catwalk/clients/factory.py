@@ -1,6 +1,8 @@
 """The one place that turns settings into provider and storage implementations.
 
-Tests swap an implementation with ``override(...)`` instead of patching.
+Tests swap an implementation with ``override(...)`` instead of patching. Implementations
+are imported when first chosen: ``catwalk products`` or ``status`` need only the blob store,
+not Pillow (the offline providers) or httpx (the alert notifier).
 """
 
 from __future__ import annotations
@@ -8,19 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from catwalk.clients.alerts import WebhookNotifier
 from catwalk.clients.base import BlobStore, ImageGenerator, KeyframeJudge, Notifier, VideoGenerator
-from catwalk.clients.offline import FaultPlan, OfflineImageGenerator, OfflineVideoGenerator
 from catwalk.clients.storage import LocalBlobStore, S3BlobStore
 from catwalk.config import Settings, get_settings
 from catwalk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from catwalk.clients.offline import FaultPlan
 
 _overrides: dict[str, object] = {}
 
 
 @lru_cache(maxsize=16)
 def _fault_plan(spec: str) -> FaultPlan:
+    from catwalk.clients.offline import FaultPlan
+
     # Shared per process, so "fail twice then succeed" counts across retries.
     return FaultPlan(spec)
 
@@ -30,6 +36,8 @@ def image_generator(settings: Settings | None = None) -> ImageGenerator:
         return _overrides["image"]  # type: ignore[return-value]
     settings = settings or get_settings()
     if settings.image_provider == "offline":
+        from catwalk.clients.offline import OfflineImageGenerator
+
         return OfflineImageGenerator(
             width=settings.offline_frame_width,
             latency_seconds=settings.offline_image_latency_seconds,
@@ -47,6 +55,8 @@ def video_generator(settings: Settings | None = None) -> VideoGenerator:
         return _overrides["video"]  # type: ignore[return-value]
     settings = settings or get_settings()
     if settings.video_provider == "offline":
+        from catwalk.clients.offline import OfflineVideoGenerator
+
         return OfflineVideoGenerator(
             width=settings.offline_frame_width,
             latency_seconds=settings.offline_video_latency_seconds,
@@ -93,6 +103,8 @@ def notifier(settings: Settings | None = None) -> Notifier | None:
     settings = settings or get_settings()
     if settings.alert_webhook_url is None:
         return None
+    from catwalk.clients.alerts import WebhookNotifier
+
     return WebhookNotifier(settings.alert_webhook_url)
 
 
