@@ -9,8 +9,6 @@ API refuses it after ``SIGNED_URL_TTL_SECONDS``.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from urllib.parse import quote
 
@@ -18,27 +16,19 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from catwalk.api.schemas import ErrorBody
-from catwalk.clients import factory
+from catwalk.clients import factory, signed_media
+from catwalk.clients.keys import content_type_for
 from catwalk.config import Settings
-from catwalk.errors import StorageError
 
 MEDIA_PREFIX = "/media"
-_CONTENT_TYPES = {
-    ".mp4": "video/mp4",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-}
 
 
 def _signing_key(api_token: str) -> bytes:
-    # A key of its own, so a leaked media URL says nothing about the bearer token.
-    return hmac.new(api_token.encode(), b"catwalk media urls v1", hashlib.sha256).digest()
+    return signed_media.derive_key(api_token.encode(), b"catwalk media urls v1")
 
 
 def sign(key: str, expires: int, *, api_token: str) -> str:
-    message = f"{key}\n{expires}".encode()
-    return hmac.new(_signing_key(api_token), message, hashlib.sha256).hexdigest()
+    return signed_media.signature(_signing_key(api_token), key, str(expires))
 
 
 def media_url(
@@ -83,26 +73,23 @@ def router() -> APIRouter:
     ) -> FileResponse:
         settings: Settings = request.app.state.settings
         if settings.signed_urls:
-            if expires is None or sig is None:
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="signed URL required")
-            good = sign(key, expires, api_token=request.app.state.api_token)
-            if not hmac.compare_digest(good, sig):
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="bad signature")
-            if expires < time.time():
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="signed URL expired")
+            if expires is None or not sig:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=signed_media.REQUIRED)
+            refused = signed_media.refusal(
+                _signing_key(request.app.state.api_token),
+                key,
+                str(expires),
+                expires=expires,
+                sig=sig,
+            )
+            if refused:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=refused)
         store = factory.blob_store(settings)
-        local_path = getattr(store, "local_path", None)
-        if local_path is None:
+        if getattr(store, "local_path", None) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="media is not stored locally")
-        try:
-            path = local_path(key)
-            found = path.is_file()
-        # A key outside the folder, a NUL byte, a name too long: all just "not here".
-        except (StorageError, OSError, ValueError) as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such file") from exc
-        if not found:
+        path = signed_media.local_file(store, key)
+        if path is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such file")
-        media_type = _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return FileResponse(path, media_type=media_type)
+        return FileResponse(path, media_type=content_type_for(path.name.lower()))
 
     return routes
