@@ -832,6 +832,97 @@ def test_weak_api_tokens_are_refused_at_start_up() -> None:
     assert resolve_token(config.Settings(CATWALK_API_TOKEN=API_TOKEN)) == (API_TOKEN, False)
 
 
+# --- 7. No server path in what the API answers --------------------------------------------
+
+
+def test_no_api_answer_names_a_server_path(settings, tmp_path) -> None:
+    import sys
+
+    from catwalk.db import models, queries
+    from catwalk.db.session import session_scope
+    from fastapi.testclient import TestClient
+
+    from catwalk.api import create_app
+    from catwalk.domain import JobStatus
+    from tests.test_api import RecordingLauncher
+
+    photos = tmp_path / "shop" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "text.png").write_text("not an image")
+    (photos / "ok.png").write_bytes(PNG)
+    with session_scope() as session:
+        for product_id, ref in (
+            ("gone", str(photos / "gone.png")),
+            ("outside", "/etc/passwd"),
+            ("text", str(photos / "text.png")),
+            ("uri", (photos / "gone.png").as_uri()),
+            ("ok", str(photos / "ok.png")),
+        ):
+            queries.upsert_product(session=session, product_id=product_id, name="n", images=[ref])
+        failed = models.VideoJob(
+            product_id="ok",
+            status=JobStatus.FAILED,
+            error_message=(
+                f"publishing video: cannot write {settings.media_dir}/products/ok/v.mp4: "
+                f"No space left; see {sys.prefix}/lib/python3.11/site-packages/x.py"
+            ),
+        )
+        session.add(failed)
+        session.flush()
+        failed_id = failed.id
+    forbidden = [str(tmp_path), str(settings.catwalk_home), "/etc/", sys.prefix, "site-packages"]
+    app = create_app(settings, launcher=RecordingLauncher(), token=API_TOKEN)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    answers = []
+    with TestClient(app) as client:
+        for product_id in ("gone", "outside", "text", "uri"):
+            posted = client.post(API_PATH, headers=auth, json={"productId": product_id})
+            assert posted.status_code == 422, posted.text
+            answers.append(posted)
+        assert "gone.png" in answers[0].json()["detail"]  # the file's name still helps
+        answers.append(job := client.get(f"{API_PATH}/{failed_id}", headers=auth))
+        assert job.json()["error"].startswith("publishing video: cannot write v.mp4: No space")
+        answers.append(client.get(API_PATH, headers=auth, params={"productId": "ok"}))
+        answers.append(client.post(f"{API_PATH}/{failed_id}/retry", headers=auth))
+        answers.append(client.get("/media/../../etc/passwd"))
+        answers.append(client.get("/media/products/ok/none.mp4"))
+    for answer in answers:
+        assert "Traceback" not in answer.text
+        for path in forbidden:
+            assert path not in answer.text, (answer.request.url, answer.text)
+
+
+def test_a_cli_bug_prints_one_line_and_keeps_the_traceback_in_the_log(
+    settings, monkeypatch, capsys
+) -> None:
+    # The CLI runs on the server for the operator: the paths they typed stay in its errors
+    # (`products add` names the photo it refused), internal ones (a traceback's) do not.
+    import sys
+
+    import catwalk.cli
+    from catwalk.cli import app as cli_app
+
+    def broken() -> None:
+        import json
+
+        json.loads("{not json")  # fails inside the standard library's source
+
+    monkeypatch.setattr(cli_app, "app", broken)
+    monkeypatch.setattr(sys, "argv", ["catwalk", "products"])
+    with pytest.raises(SystemExit) as stopped:
+        catwalk.cli.main()
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: unexpected JSONDecodeError: Expecting property name")
+    assert "Traceback" not in err and sys.prefix not in err and "json/decoder.py" not in err
+    log = (settings.logs_dir / "cli-errors.log").read_text()
+    assert "Traceback" in log and "json.loads" in log
+    assert str(settings.logs_dir / "cli-errors.log") in err
+    refused = _one_line(_cli("products", "add", "Pw", "/etc/passwd"))
+    assert "/etc/passwd" in refused  # the operator's own words
+
+
 # --- Images decoded within limits ---------------------------------------------------------
 
 
