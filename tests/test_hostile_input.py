@@ -1060,6 +1060,7 @@ def test_rich_markup_in_names_and_errors_is_printed_as_text(settings, tmp_path) 
     assert status.returncode == 0 and "[/]" in status.stdout, status.stderr
 
 
+@pytest.mark.both_dbs
 def test_nul_bytes_surrogates_and_long_values_on_this_database(settings) -> None:
     from catwalk.db import queries
     from catwalk.db.session import session_scope

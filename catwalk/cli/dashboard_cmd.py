@@ -23,6 +23,9 @@ _STREAMLIT_FLAGS = {
     "browser.gatherUsageStats": "false",
     "global.developmentMode": "false",
     "client.toolbarMode": "minimal",
+    # A page's unexpected error shows a generic message in the browser; the traceback (source
+    # paths) only reaches the server's console.
+    "client.showErrorDetails": "none",
     "theme.base": "light",
     "theme.primaryColor": "#C2255C",
     "theme.backgroundColor": "#FFFFFF",
