@@ -13,6 +13,7 @@ cut to length: cutting first can leave a prefix of a key that no longer matches.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -108,3 +109,22 @@ def install_log_scrubbing() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+# An absolute path (or file:// URI) not inside a URL: a "/" that no host, word or dot precedes.
+_FILE_URI = re.compile(r"file://(?P<path>/[^\s'\"]*)")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\-])(?:~)?/[^\s/'\"(),;]+(?:/[^\s/'\"(),;]+)*/?")
+
+
+def _last_part(match: re.Match[str]) -> str:
+    parts = [p for p in match.group(0).removeprefix("file://").split("/") if p]
+    return parts[-1] if parts else "…"
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute server path shown as its last part (the file's name).
+
+    For what leaves through the HTTP API: a caller learns which photo or file was wrong,
+    never where the server keeps it (its home, media folder, Python install).
+    """
+    return _ABSOLUTE_PATH.sub(_last_part, _FILE_URI.sub(_last_part, text))

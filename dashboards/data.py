@@ -12,24 +12,25 @@ HTTP API and ``catwalk stats`` agree to the cent.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
+from catwalk.dashboards import media_links
 from catwalk.db import alerts as alerts_db
 from catwalk.db import limits, queries, session_scope, stats
 from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, Product, VideoJob
 from sqlalchemy import ScalarSelect, Select, and_, func, or_, select
 
-from catwalk.clients import factory, media
+from catwalk.clients import factory, media, signed_media
 from catwalk.config import Settings, get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
+from catwalk.errors import ProductImageError
 
 PRODUCT_FILTERS = ("All", "Has video", "No video", "Failed", "In progress")
 JOB_STATUSES = tuple(s.value for s in JobStatus)
@@ -47,38 +48,58 @@ def _url() -> str:
     return settings().effective_database_url
 
 
-def playable(url: str | None) -> str | None:
-    """A source Streamlit can show: a local path for ``file://`` URLs, else the URL itself."""
-    if not url:
-        return None
-    if url.startswith("file://"):
-        return unquote(urlparse(url).path)
-    return url
+def _signed(ref: str) -> str:
+    # Links are minted per signed-in session and page run; pages are only reachable signed in.
+    state = cast("MutableMapping[str, Any]", st.session_state)
+    expires = media_links.link_expiry()
+    grant = media_links.session_grant(state, expires)
+    origin = media_links.origin_of(st.context.url)
+    return media_links.link(origin, ref, grant=grant, expires=expires, settings=settings())
 
 
 def media_source(key: str | None) -> str | None:
-    """Where to load a stored object from (local path, public or signed URL)."""
+    """Where the browser loads a stored object from: a signed dashboard link for local files,
+    the store's own URL (presigned when SIGNED_URLS is on) for S3/R2; None when it is gone."""
     if not key:
         return None
-    url = factory.blob_store(settings()).url(key)
-    source = playable(url)
-    if source and source != url and not Path(source).is_file():
+    store = factory.blob_store(settings())
+    url = store.url(key)
+    if not url.startswith("file://"):
+        return url
+    if signed_media.local_file(store, key) is None:
         return None  # a local file that is gone (deleted by hand): show "not made yet"
-    return source
+    return _signed(f"store/{key}")
 
 
-def image_source(ref: str | None) -> str | None:
-    """A product photo reference (path or URL) that exists, or None."""
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def _photo_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    # Keyed by the file's mtime and size: a replaced photo is looked at again.
+    try:
+        media.identify_image(media.read_image_source(path, settings=settings()), source="photo")
+    except ProductImageError as exc:
+        return exc.user_message.removeprefix("photo ")
+    return None
+
+
+def image_source(ref: str | None, product_id: str) -> str | None:
+    """A product photo the browser can load (a signed link, or the photo's own http(s) URL),
+    or None when there is none inside MEDIA_IMPORT_ROOTS.
+
+    Raises:
+        ProductImageError: the file is there but is not an image catwalk can use.
+    """
     if not ref:
         return None
     if ref.startswith(("http://", "https://")):
         return ref
-    path = playable(ref) or ref
-    # Only files inside MEDIA_IMPORT_ROOTS (a catalog row saying /etc/passwd shows nothing).
-    real = Path(path).resolve()
-    if not any(real.is_relative_to(root) for root in media.import_roots(settings())):
+    path = media_links.photo_file(settings(), ref)
+    if path is None:
         return None
-    return path if real.is_file() else None
+    stat = path.stat()
+    problem = _photo_problem(str(path), stat.st_mtime_ns, stat.st_size)
+    if problem:
+        raise ProductImageError(problem)
+    return _signed(f"photo/{product_id}")
 
 
 def clear() -> None:

@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any, cast
 
 import streamlit as st
-from catwalk.dashboards import auth, data, ui
+from catwalk.dashboards import auth, data, media_links, ui
 from streamlit.errors import StreamlitSecretNotFoundError
 
 _SIGNED_IN = "admin_signed_in"
@@ -43,6 +43,7 @@ def current_admin() -> str | None:
 
 
 def sign_out() -> None:
+    media_links.end_session(cast("MutableMapping[str, Any]", st.session_state))
     st.session_state.pop(_SIGNED_IN, None)
     if _oidc_email():
         st.logout()

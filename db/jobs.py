@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
 from catwalk.errors import InputError, JobAlreadyEnded
+from catwalk.scrub import without_paths
 
 # The step a job is in, named for people: a failure reason starts with it, never with a
 # provider's progress text ("Generating frames: 33%") that ``current_step`` may hold.
@@ -160,7 +161,8 @@ def record_webhook_event(*, session: Session, job: VideoJob) -> str | None:
             "status": job.status.value,
             "videoKey": job.video_key if job.status is JobStatus.COMPLETED else None,
             "thumbnailKey": job.poster_key if job.status is JobStatus.COMPLETED else None,
-            "error": job.error_message,
+            # It leaves the machine, like an API answer: a file's name, never its server path.
+            "error": without_paths(job.error_message) if job.error_message else None,
             "cost": {"total": float(job.total_cost)},
         },
     }

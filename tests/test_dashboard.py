@@ -264,7 +264,10 @@ def test_products_show_photo_and_playable_video(admin: Settings, mp4: bytes) -> 
     assert len(at.get("image")) == len(DEMO_PRODUCTS)  # each product's photo
     videos = at.get("video")
     assert len(videos) == 1
-    assert videos[0].proto.url  # served by Streamlit's media endpoint
+    # Signed links to the dashboard's own route, never Streamlit's open /media endpoint.
+    assert videos[0].proto.url.startswith("http://localhost/catwalk-media/store/")
+    assert "&sig=" in videos[0].proto.url
+    assert all("/catwalk-media/photo/" in i.proto.imgs[0].url for i in at.get("image"))
 
 
 def test_generate_one_answers_with_the_job_and_never_starts_a_second(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -530,8 +531,10 @@ def test_a_hostile_name_renders_as_text_and_fetches_nothing(dashboard, tmp_path)
             expect(card).to_contain_text(":red[red] **bold**")
             assert card.locator(f"img[src^='{base}']").count() == 0
             assert card.locator(f"a[href^='{base}']").count() == 0
-            # The broken card says so, and the cards after it are drawn.
-            expect(page.get_by_text("Product aaa-broken cannot be shown")).to_be_visible()
+            # The broken photo's card says what is wrong, and the cards after it are drawn.
+            broken_card = page.locator(".st-key-card_aaa-broken")
+            expect(broken_card).to_contain_text("Broken photo")
+            expect(broken_card).to_contain_text("Photo unusable: is not a readable image")
             expect(page.locator(".st-key-card_demo-tee img").first).to_be_visible()
             page.wait_for_timeout(1500)
         finally:
@@ -539,6 +542,145 @@ def test_a_hostile_name_renders_as_text_and_fetches_nothing(dashboard, tmp_path)
             trap.shutdown()
     assert hits == []
     assert not [u for u in requested if u.startswith(base)]
+
+
+# --- 6. Dashboard media for signed-in sessions only --------------------------------------
+
+_SEED_FINISHED_JOB = """
+import sys
+from pathlib import Path
+from catwalk.clients import factory
+from catwalk.clients.keys import object_key
+from catwalk.clients.media import render_transition
+from catwalk.db import queries, session_scope
+from catwalk.db.base import utcnow
+from catwalk.domain import JobOptions, JobStatus
+home = Path(sys.argv[1])
+start, end = home / "catalog" / "demo-tee.jpg", home / "catalog" / "demo-dress.jpg"
+out = home / "seed.mp4"
+render_transition(start, end, out, duration_seconds=1, width=160, style="smooth")
+store = factory.blob_store()
+with session_scope() as s:
+    job, _ = queries.create_job(session=s, product_id="demo-tee", options=JobOptions())
+    job.status, job.progress, job.started_at, job.completed_at = (
+        JobStatus.COMPLETED, 100, utcnow(), utcnow())
+    keys = {}
+    for pose, photo in (("start", start), ("end", end)):
+        keys[pose] = object_key("demo-tee", job.id, f"keyframe-{pose}")
+        store.put_bytes(keys[pose], photo.read_bytes(), "image/jpeg")
+    job.image_keys = keys
+    video = object_key("demo-tee", job.id, "video")
+    store.put_bytes(video, out.read_bytes(), "video/mp4")
+    job.video_key = video
+    print(job.id)
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_job_media_loads_through_signed_links_only(dashboard) -> None:  # noqa: F811
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    import httpx
+    from playwright.sync_api import expect, sync_playwright
+
+    from catwalk.clients import signed_media
+    from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
+    env["CATWALK_HOME"] = str(dashboard.home)
+    job_id = subprocess.run(
+        [sys.executable, "-c", _SEED_FINISHED_JOB, str(dashboard.home)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    media_prefix = f"{dashboard.url}/catwalk-media/store/"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        answers: dict[str, int] = {}
+        page.on("response", lambda r: answers.__setitem__(r.url, r.status))
+        try:
+            page.goto(dashboard.url)
+            page.locator("input[type=password]").fill(dashboard.password)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.get_by_role("heading", name="Products", exact=True)).to_be_visible()
+            # In-app navigation: a reload would be a new session, signed out.
+            page.locator(".st-key-card_demo-tee").get_by_role("link", name="Latest job").click()
+            expect(page).to_have_url(re.compile(f"job={job_id}"))
+            expect(page.get_by_role("heading", name="Coral crew-neck tee")).to_be_visible()
+            frames = page.locator("[data-testid=stImage] img")
+            expect(frames).to_have_count(2)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            video = page.locator("video")
+            expect(video).to_have_count(1)
+            facts = video.evaluate(
+                """async (v) => {
+                    v.muted = true;
+                    await v.play();
+                    await new Promise((ok) => setTimeout(ok, 800));
+                    return {ready: v.readyState, time: v.currentTime, error: v.error && v.error.code};
+                }"""
+            )
+            assert facts["error"] is None and facts["ready"] >= 2 and facts["time"] > 0, facts
+            sources = [i.get_attribute("src") or "" for i in frames.all()]
+            sources.append(video.get_attribute("src") or "")
+            assert all(src.startswith(media_prefix) for src in sources), sources
+            assert all(answers.get(src) in (200, 206) for src in sources), answers
+
+            with httpx.Client(timeout=30) as http:
+                good = sources[-1]
+                ranged = http.get(good, headers={"Range": "bytes=0-99"})
+                assert ranged.status_code == 206 and len(ranged.content) == 100
+                assert ranged.headers["content-type"] == "video/mp4"
+                parts = urlsplit(good)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                bare = f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+                def answer(**changes: str) -> httpx.Response:
+                    return http.get(f"{bare}?{urlencode({**query, **changes})}")
+
+                assert http.get(bare).status_code == 403
+                flipped = ("0" if query["sig"][0] != "0" else "1") + query["sig"][1:]
+                assert answer(sig=flipped).text == "bad signature"
+                # A good signature does not carry over to another key, expiry or grant.
+                other = http.get(sources[0].replace("keyframe-start", "keyframe-end"))
+                assert other.status_code == 403
+                assert answer(exp=str(int(query["exp"]) + 600)).status_code == 403
+                assert answer(g="someone-else").status_code == 403
+                # Correctly signed with the install's key, but expired: refused as expired.
+                key = signed_media.derive_key(
+                    (dashboard.home / "dashboard-media.key").read_bytes(),
+                    b"catwalk dashboard media v1",
+                )
+                ref = parts.path.removeprefix("/catwalk-media/")
+                past = str(int(time.time()) - 60)
+                sig = signed_media.signature(key, ref, past, query["g"])
+                expired = answer(exp=past, sig=sig)
+                assert (expired.status_code, expired.text) == (403, "signed URL expired")
+                assert http.get(good).status_code == 200  # still good while signed in
+
+                page.get_by_role("button", name="Sign out").click()
+                expect(page.locator("input[type=password]")).to_be_visible()
+                for src in sources:
+                    after = http.get(src)
+                    assert (after.status_code, after.text) == (403, "signed out")
+        finally:
+            browser.close()
+    # Nothing of ours went through Streamlit's open /media endpoint.
+    assert not [u for u in answers if urlsplit(u).path.startswith("/media/")], sorted(answers)
 
 
 # --- 4. The API refuses before it reads ---------------------------------------------------
@@ -690,6 +832,97 @@ def test_weak_api_tokens_are_refused_at_start_up() -> None:
     assert resolve_token(config.Settings(CATWALK_API_TOKEN=API_TOKEN)) == (API_TOKEN, False)
 
 
+# --- 7. No server path in what the API answers --------------------------------------------
+
+
+def test_no_api_answer_names_a_server_path(settings, tmp_path) -> None:
+    import sys
+
+    from catwalk.db import models, queries
+    from catwalk.db.session import session_scope
+    from fastapi.testclient import TestClient
+
+    from catwalk.api import create_app
+    from catwalk.domain import JobStatus
+    from tests.test_api import RecordingLauncher
+
+    photos = tmp_path / "shop" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "text.png").write_text("not an image")
+    (photos / "ok.png").write_bytes(PNG)
+    with session_scope() as session:
+        for product_id, ref in (
+            ("gone", str(photos / "gone.png")),
+            ("outside", "/etc/passwd"),
+            ("text", str(photos / "text.png")),
+            ("uri", (photos / "gone.png").as_uri()),
+            ("ok", str(photos / "ok.png")),
+        ):
+            queries.upsert_product(session=session, product_id=product_id, name="n", images=[ref])
+        failed = models.VideoJob(
+            product_id="ok",
+            status=JobStatus.FAILED,
+            error_message=(
+                f"publishing video: cannot write {settings.media_dir}/products/ok/v.mp4: "
+                f"No space left; see {sys.prefix}/lib/python3.11/site-packages/x.py"
+            ),
+        )
+        session.add(failed)
+        session.flush()
+        failed_id = failed.id
+    forbidden = [str(tmp_path), str(settings.catwalk_home), "/etc/", sys.prefix, "site-packages"]
+    app = create_app(settings, launcher=RecordingLauncher(), token=API_TOKEN)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    answers = []
+    with TestClient(app) as client:
+        for product_id in ("gone", "outside", "text", "uri"):
+            posted = client.post(API_PATH, headers=auth, json={"productId": product_id})
+            assert posted.status_code == 422, posted.text
+            answers.append(posted)
+        assert "gone.png" in answers[0].json()["detail"]  # the file's name still helps
+        answers.append(job := client.get(f"{API_PATH}/{failed_id}", headers=auth))
+        assert job.json()["error"].startswith("publishing video: cannot write v.mp4: No space")
+        answers.append(client.get(API_PATH, headers=auth, params={"productId": "ok"}))
+        answers.append(client.post(f"{API_PATH}/{failed_id}/retry", headers=auth))
+        answers.append(client.get("/media/../../etc/passwd"))
+        answers.append(client.get("/media/products/ok/none.mp4"))
+    for answer in answers:
+        assert "Traceback" not in answer.text
+        for path in forbidden:
+            assert path not in answer.text, (answer.request.url, answer.text)
+
+
+def test_a_cli_bug_prints_one_line_and_keeps_the_traceback_in_the_log(
+    settings, monkeypatch, capsys
+) -> None:
+    # The CLI runs on the server for the operator: the paths they typed stay in its errors
+    # (`products add` names the photo it refused), internal ones (a traceback's) do not.
+    import sys
+
+    import catwalk.cli
+    from catwalk.cli import app as cli_app
+
+    def broken() -> None:
+        import json
+
+        json.loads("{not json")  # fails inside the standard library's source
+
+    monkeypatch.setattr(cli_app, "app", broken)
+    monkeypatch.setattr(sys, "argv", ["catwalk", "products"])
+    with pytest.raises(SystemExit) as stopped:
+        catwalk.cli.main()
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: unexpected JSONDecodeError: Expecting property name")
+    assert "Traceback" not in err and sys.prefix not in err and "json/decoder.py" not in err
+    log = (settings.logs_dir / "cli-errors.log").read_text()
+    assert "Traceback" in log and "json.loads" in log
+    assert str(settings.logs_dir / "cli-errors.log") in err
+    refused = _one_line(_cli("products", "add", "Pw", "/etc/passwd"))
+    assert "/etc/passwd" in refused  # the operator's own words
+
+
 # --- Images decoded within limits ---------------------------------------------------------
 
 
@@ -827,6 +1060,7 @@ def test_rich_markup_in_names_and_errors_is_printed_as_text(settings, tmp_path) 
     assert status.returncode == 0 and "[/]" in status.stdout, status.stderr
 
 
+@pytest.mark.both_dbs
 def test_nul_bytes_surrogates_and_long_values_on_this_database(settings) -> None:
     from catwalk.db import queries
     from catwalk.db.session import session_scope

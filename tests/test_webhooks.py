@@ -321,3 +321,15 @@ def test_api_public_url_must_be_http() -> None:
     assert (
         config.Settings(API_PUBLIC_URL="https://c.example/").api_public_url == "https://c.example"
     )
+
+
+def test_a_failure_naming_a_server_file_sends_only_its_name(
+    hook: config.Settings, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/hooks/catwalk", method="POST").respond_with_data("", 204)
+    job_id = _in_flight(hook, _product(hook))
+    where = hook.catwalk_home / "media" / "photos" / "tee.png"
+    lifecycle.end_job(job_id, JobStatus.FAILED, f"image file not found: {where}", settings=hook)
+    (event,) = _events(httpserver)
+    assert event["data"]["error"] == "rendering video: image file not found: tee.png"
+    assert str(hook.catwalk_home) not in json.dumps(event)

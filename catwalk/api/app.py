@@ -48,6 +48,7 @@ from catwalk.errors import (
     ProductNotFound,
     is_db_outage,
 )
+from catwalk.scrub import without_paths
 from catwalk.submission import Launcher, default_launcher, submit_job
 
 PREFIX = "/api/admin/video-generation"
@@ -86,9 +87,12 @@ def _issue(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
 
 
 def _invalid(detail: str, errors: list[dict[str, Any]]) -> JSONResponse:
+    # Errors quote photo paths and files: the caller gets their names, never the server's folders.
+    for error in errors:
+        error["msg"] = without_paths(str(error.get("msg", "")))
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": detail, "errors": errors},
+        content={"detail": without_paths(detail), "errors": errors},
     )
 
 
@@ -130,7 +134,8 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     message = unreachable(exc, request.app.state.settings).user_message
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": message},
+        # An SQLite database is named by its file: say which, not where.
+        content={"detail": without_paths(message)},
         headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
     )
 
@@ -244,7 +249,9 @@ def create_app(
         except CatwalkError as exc:
             return JSONResponse(
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                content={"detail": f"the job could not be started: {exc.user_message}"},
+                content={
+                    "detail": without_paths(f"the job could not be started: {exc.user_message}")
+                },
             )
         response.headers["Location"] = f"{PREFIX}/{submission.job_id}"
         if not submission.created:
@@ -302,4 +309,7 @@ def _job_state(job: Any, request: Request, settings: Settings) -> JobState:
         video_url = fetchable_url(request, job.video_key, settings)
         poster_url = fetchable_url(request, job.poster_key, settings)
     payload = queries.job_to_contract(job, video_url=video_url, poster_url=poster_url)
+    if payload.get("error"):
+        # A job's error is written for the operator (the photo's path, the file that failed).
+        payload["error"] = without_paths(payload["error"])
     return JobState.model_validate(payload)

@@ -32,6 +32,7 @@ from catwalk.db import queries, session_scope
 from catwalk.db.models import VideoJob
 from catwalk.domain import JobStatus
 from catwalk.errors import CatwalkError, InputError
+from catwalk.scrub import without_paths
 
 
 class JobPage(BaseModel):
@@ -173,11 +174,13 @@ def register(
         try:
             submission = retry_job(jobId, settings=settings, launcher=request.app.state.launcher)
         except InputError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=exc.user_message) from exc
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=without_paths(exc.user_message)
+            ) from exc
         except CatwalkError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
-                detail=f"the job could not be started: {exc.user_message}",
+                detail=without_paths(f"the job could not be started: {exc.user_message}"),
             ) from exc
         return SubmittedJob(
             jobId=submission.job_id,

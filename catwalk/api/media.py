@@ -10,26 +10,16 @@ API refuses it after ``SIGNED_URL_TTL_SECONDS``. The URLs themselves are built i
 
 from __future__ import annotations
 
-import hmac
-import time
-
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from catwalk.api.schemas import ErrorBody
-from catwalk.clients import factory, links
+from catwalk.clients import factory, links, signed_media
+from catwalk.clients.keys import content_type_for
 from catwalk.clients.links import MEDIA_PREFIX, media_url, sign
 from catwalk.config import Settings
-from catwalk.errors import StorageError
 
 __all__ = ["MEDIA_PREFIX", "fetchable_url", "media_url", "router", "sign"]
-
-_CONTENT_TYPES = {
-    ".mp4": "video/mp4",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-}
 
 
 def fetchable_url(request: Request, key: str | None, settings: Settings) -> str | None:
@@ -63,26 +53,23 @@ def router() -> APIRouter:
     ) -> FileResponse:
         settings: Settings = request.app.state.settings
         if settings.signed_urls:
-            if expires is None or sig is None:
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="signed URL required")
-            good = sign(key, expires, api_token=request.app.state.api_token)
-            if not hmac.compare_digest(good, sig):
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="bad signature")
-            if expires < time.time():
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="signed URL expired")
+            if expires is None or not sig:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=signed_media.REQUIRED)
+            refused = signed_media.refusal(
+                links.signing_key(request.app.state.api_token),
+                key,
+                str(expires),
+                expires=expires,
+                sig=sig,
+            )
+            if refused:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=refused)
         store = factory.blob_store(settings)
-        local_path = getattr(store, "local_path", None)
-        if local_path is None:
+        if getattr(store, "local_path", None) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="media is not stored locally")
-        try:
-            path = local_path(key)
-            found = path.is_file()
-        # A key outside the folder, a NUL byte, a name too long: all just "not here".
-        except (StorageError, OSError, ValueError) as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such file") from exc
-        if not found:
+        path = signed_media.local_file(store, key)
+        if path is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such file")
-        media_type = _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return FileResponse(path, media_type=media_type)
+        return FileResponse(path, media_type=content_type_for(path.name.lower()))
 
     return routes

@@ -1,4 +1,5 @@
-"""``catwalk``: the command line. Prints one clear line on errors, never a traceback.
+"""``catwalk``: the command line. Prints one clear line on errors, never a traceback (an
+unexpected one goes to ``CATWALK_HOME/logs/cli-errors.log``).
 
 Prefect's settings for embedded mode are put in place here, before Prefect is imported:
 without a configured API, Prefect keeps its home (and temporary server database) inside
@@ -55,7 +56,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # only database problems are translated; others re-raise
+    except Exception as exc:  # noqa: BLE001 (the entry point: a bug ends as one line, logged)
         # The specific diagnosis first (a missing database names its createdb command),
         # then the generic "unreachable" line for any connection-level failure.
         from catwalk.cli.dburl import describe_database_problem
@@ -66,6 +67,32 @@ def main() -> None:
 
             message = unreachable(exc).user_message
         if message is None:
-            raise
+            _unexpected(exc)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+
+
+def _unexpected(exc: Exception) -> None:
+    """A bug, not a bad input: one line on the terminal, the traceback in the log.
+
+    The operator sees what went wrong and where to look; the traceback (source paths in the
+    Python install, locals' reprs) stays in ``CATWALK_HOME/logs/cli-errors.log``.
+    """
+    import datetime as dt
+    import traceback
+
+    from catwalk.scrub import scrub
+
+    where = ""
+    try:
+        log = get_settings().logs_dir / "cli-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {dt.datetime.now(dt.UTC).isoformat()} catwalk {sys.argv[1:]!r}\n")
+            out.write(scrub("".join(traceback.format_exception(exc))))
+        where = f" (traceback in {log})"
+    except OSError:
+        pass
+    text = " ".join(scrub(str(exc)).split())[:300]
+    print(f"error: unexpected {type(exc).__name__}: {text}{where}", file=sys.stderr)
+    sys.exit(1)

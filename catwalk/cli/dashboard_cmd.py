@@ -23,6 +23,9 @@ _STREAMLIT_FLAGS = {
     "browser.gatherUsageStats": "false",
     "global.developmentMode": "false",
     "client.toolbarMode": "minimal",
+    # A page's unexpected error shows a generic message in the browser; the traceback (source
+    # paths) only reaches the server's console.
+    "client.showErrorDetails": "none",
     "theme.base": "light",
     "theme.primaryColor": "#C2255C",
     "theme.backgroundColor": "#FFFFFF",
@@ -38,12 +41,19 @@ def dashboard(
     ] = "127.0.0.1",
 ) -> None:
     """Start the admin dashboard (Streamlit) and print where to open it."""
-    from catwalk.dashboards import auth
+    from catwalk.dashboards import auth, media_links
     from catwalk.db import get_engine
 
     settings = get_settings()
     get_engine(settings)  # migrate now, not inside the first page view
-    app_file = Path(str(resources.files("catwalk.dashboards") / "streamlit_app.py"))
+    # The st.App around the pages: it adds the route that serves media to signed links only.
+    app_file = Path(str(resources.files("catwalk.dashboards") / "server.py"))
+    try:
+        media_links.signing_key(settings)  # made now: a home it cannot write is one line here
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep the dashboard's media key in CATWALK_HOME: {exc.strerror or exc}"
+        ) from exc
 
     if settings.admin_password_hash:
         auth.check_hash_format(settings.admin_password_hash)  # one line now, not a traceback later

@@ -5,8 +5,8 @@ from ``STORAGE_BACKEND``.
 
 ``LocalBlobStore`` (``local``, the embedded default): files under ``CATWALK_HOME/media``,
 written atomically (temp file, fsync, rename) so a crash never leaves a half file under a real
-key. URLs are ``file://`` URLs; Streamlit's ``st.video`` plays a local path directly, so the
-dashboard needs no media server (see the README's storage section for why there is none).
+key. URLs are ``file://`` URLs, for this machine only: the API serves the files under
+``/media`` and the dashboard under signed ``/catwalk-media`` links (``dashboards/media_links.py``).
 
 ``S3BlobStore`` (``s3``): any S3-compatible store (AWS S3, Cloudflare R2, MinIO) through
 prefect-aws: an ``S3Bucket`` block with ``AwsCredentials`` and

@@ -9,7 +9,7 @@ import streamlit as st
 from catwalk.dashboards import data, ui
 
 from catwalk import submission
-from catwalk.errors import CatwalkError, LimitExceeded
+from catwalk.errors import CatwalkError, LimitExceeded, ProductImageError
 
 PAGE_SIZE = 12
 MODEL_TYPES = {"female": "Female model", "male": "Male model"}
@@ -79,11 +79,17 @@ def _product_card(row: data.ProductRow) -> None:
         head.caption(ui.md(row.id))
         tick.checkbox("Select", key=f"sel_{row.id}", label_visibility="collapsed")
         photo, video = st.columns(2)
-        image = data.image_source(row.image)
-        if image:
-            photo.image(image, width="stretch")
+        try:
+            image = data.image_source(row.image, row.id)
+        except ProductImageError as exc:  # the card still draws, with what is wrong
+            photo.warning(
+                f"Photo unusable: {ui.md(exc.user_message)}", icon=":material/broken_image:"
+            )
         else:
-            photo.warning("No photo", icon=":material/hide_image:")
+            if image:
+                photo.image(image, width="stretch")
+            else:
+                photo.warning("No photo", icon=":material/hide_image:")
         source = data.media_source(row.video_key)
         if source:
             video.video(source, loop=True, muted=True)
