@@ -1051,6 +1051,15 @@ def test_rich_markup_in_names_and_errors_is_printed_as_text(settings, tmp_path) 
         session.add(job)
         session.flush()
         job_id = job.id
+        from catwalk.db.alerts import record_alert
+
+        record_alert(
+            session=session,
+            kind="job_failed",
+            dedupe_key=f"job_failed:{job_id}",
+            message="job for [/] [bold]x[/bold] [red failed: [model_moderated]",
+            job_id=job_id,
+        )
     listing = _cli("products")
     assert listing.returncode == 0, listing.stderr
     assert "[/] [bold]x[/bold] [red" in listing.stdout
@@ -1058,6 +1067,9 @@ def test_rich_markup_in_names_and_errors_is_printed_as_text(settings, tmp_path) 
     assert jobs.returncode == 0 and "bad [/] markup" in jobs.stdout, jobs.stderr
     status = _cli("status", job_id)
     assert status.returncode == 0 and "[/]" in status.stdout, status.stderr
+    alerts = _cli("alerts")
+    assert alerts.returncode == 0, alerts.stderr
+    assert "[red failed: [model_moderated]" in alerts.stdout
 
 
 @pytest.mark.both_dbs
