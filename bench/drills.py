@@ -279,6 +279,14 @@ def _statuses(job_ids: list[str]) -> dict[str, str | None]:
         return out
 
 
+def _errors(job_ids: list[str]) -> list[str]:
+    from catwalk.db import queries, session_scope
+
+    with session_scope() as session:
+        jobs = [queries.get_job(session=session, job_id=j) for j in job_ids]
+        return [job.error_message for job in jobs if job is not None and job.error_message]
+
+
 def _all_ended(job_ids: list[str]) -> bool:
     from catwalk.domain import JobStatus
 
@@ -331,6 +339,8 @@ def _score(row: Row, job_ids: list[str], fault_over: float, timeout: float) -> R
     _wait(lambda: _active_slots() == 0, 75, every=3.0)
     row.leaked = _active_slots()
     ok = row.completed == row.submitted and row.rebought == 0 and row.leaked == 0
+    if row.failed:
+        row.note = "failed: " + "; ".join(sorted(set(_errors(job_ids))))[:300]
     row.verdict = "PASS" if ok else "FAIL"
     return row
 
