@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -274,6 +275,7 @@ def supervise(
     *,
     every: float = 30.0,
     repairs: Sequence[tuple[str, Callable[[], object]]] = (),
+    stop: threading.Event | None = None,
 ) -> int:
     """Wait for the worker; every ``every`` seconds, run the ``repairs`` (the CLI passes:
     re-attach jobs whose run was lost, give back leaked provider slots).
@@ -281,17 +283,33 @@ def supervise(
     They also run once at start: a worker starting after a crash or a lease store outage
     finds the runs and limits as they were left. Passed in rather than imported, because
     deployments sit below the tasks that do the repairs.
+
+    ``stop`` is set by the CLI's signal handler. A Ctrl-C that lands inside a repair can be
+    swallowed there (Prefect's sync client runs its calls on an event loop thread and turns
+    the interrupt into its own error), and a swallowed stop used to leave the worker running
+    until its caller's SIGKILL, which orphaned the ``prefect worker``; the flag is checked
+    after every repair and every second, so the stop always takes.
     """
+    stop = stop or threading.Event()
+
+    def stopping() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+
     while True:
         for what, repair in repairs:
+            stopping()
             try:
                 repair()
             except Exception as exc:  # noqa: BLE001 - a bad minute must not stop the worker
                 logger.warning("%s check failed (%s); next try in %.0f s", what, exc, every)
-        try:
-            return worker_process.wait(timeout=every)
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + every
+        while (left := deadline - time.monotonic()) > 0:
+            stopping()
+            try:
+                return worker_process.wait(timeout=min(1.0, left))
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def ensure_work_pool(settings: Settings, *, name: str = WORK_POOL) -> None:

@@ -57,3 +57,43 @@ def test_worker_command_starts_and_stops_its_stack(tmp_path: Path) -> None:
         proc.wait(60)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=2)
+
+
+def test_a_stop_swallowed_inside_a_repair_still_stops_the_supervisor() -> None:
+    """Prefect's sync client can turn a Ctrl-C into its own error inside a repair; the flag
+    the signal handler sets still stops the supervisor (it used to wait for a SIGKILL, which
+    orphaned the ``prefect worker``)."""
+    import threading
+
+    from catwalk.deployments import stack
+
+    stop = threading.Event()
+    rounds: list[int] = []
+
+    def repair_that_swallows_the_interrupt() -> None:
+        rounds.append(1)
+        stop.set()  # what the handler does before its KeyboardInterrupt is swallowed
+
+    worker = subprocess.Popen(["sleep", "120"])
+    outcome: list[BaseException | int] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                stack.supervise(
+                    worker,
+                    every=60,
+                    repairs=(("r", repair_that_swallows_the_interrupt),),
+                    stop=stop,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    supervisor = threading.Thread(target=run, daemon=True)
+    supervisor.start()
+    supervisor.join(20)  # a hang guard, far below the 60 s round it used to sit out
+    worker.kill()
+    worker.wait()
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt), outcome
+    assert rounds == [1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from typing import Annotated
 
 import typer
@@ -20,9 +21,13 @@ from rich.console import Console
 from catwalk.config import get_settings
 
 console = Console()
+# Set by the first Ctrl-C or `kill`: the stop must take even if code inside a repair
+# swallows the KeyboardInterrupt (see ``stack.supervise``).
+_stopping = threading.Event()
 
 
 def _interrupt(*_: object) -> None:
+    _stopping.set()
     raise KeyboardInterrupt
 
 
@@ -78,11 +83,14 @@ def worker(
             soft_wrap=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
+        signal.signal(signal.SIGINT, _interrupt)
         from catwalk.tasks.recovery import resume_lost_runs
         from catwalk.tasks.slots import reconcile_slots
 
         stack.supervise(
-            worker_process, repairs=(("re-attach", resume_lost_runs), ("slots", reconcile_slots))
+            worker_process,
+            repairs=(("re-attach", resume_lost_runs), ("slots", reconcile_slots)),
+            stop=_stopping,
         )
     except KeyboardInterrupt:
         console.print("stopping")
