@@ -352,6 +352,22 @@ def _in_provider_call() -> bool:
         return False
 
 
+def _through_outage(
+    stack: Stack, row: Row, jobs: int, down: Callable[[], None], up: Callable[[], None]
+) -> tuple[Row, int]:
+    """Submit, wait until a job is inside a provider call, break a service for 60 s, mend it,
+    and score; also returns how many jobs were in flight when it broke."""
+    stack.start_worker()
+    with _api(stack):
+        job_ids = _submit(jobs, row.drill)
+        _wait(_in_provider_call, 240, every=0.5)
+        in_flight = sum(s not in ("COMPLETED", "FAILED") for s in _statuses(job_ids).values())
+        down()
+        time.sleep(60)
+        up()
+        return _score(row, job_ids, time.monotonic(), 600), in_flight
+
+
 def drill_redis(tmp: Path, jobs: int, *, wipe: bool) -> Row:
     row = Row("redis-wiped" if wipe else "redis-persistent")
     redis = Redis(tmp / "redis", persistent=not wipe)
@@ -359,14 +375,7 @@ def drill_redis(tmp: Path, jobs: int, *, wipe: bool) -> Row:
     stack = Stack(tmp / "home", redis, {})
     _apply_env(stack.env)
     try:
-        stack.start_worker()
-        with _api(stack):
-            job_ids = _submit(jobs, row.drill)
-            _wait(_in_provider_call, 240, every=0.5)
-            redis.stop(wipe=wipe)
-            time.sleep(60)
-            redis.start()
-            return _score(row, job_ids, time.monotonic(), 600)
+        return _through_outage(stack, row, jobs, lambda: redis.stop(wipe=wipe), redis.start)[0]
     finally:
         stack.close()
 
@@ -418,22 +427,14 @@ def drill_postgres(tmp: Path, jobs: int) -> Row:
     stack = Stack(tmp / "home", redis, {"DATABASE_URL": database.url})
     _apply_env(stack.env)
     try:
-        stack.start_worker()
-        with _api(stack):
-            job_ids = _submit(jobs, row.drill)
-            _wait(_in_provider_call, 240, every=0.5)
-            in_flight = sum(s not in ("COMPLETED", "FAILED") for s in _statuses(job_ids).values())
-            database.stop()
-            time.sleep(60)
-            database.start()
-            row = _score(row, job_ids, time.monotonic(), 600)
-            # Proof the outage was felt: the steps that found the database gone said so.
-            waits = sum(
-                log.read_text(errors="replace").count("database unreachable")
-                for log in stack.home.glob("worker-*.log")
-            )
-            row.note = f"{in_flight} job(s) in flight at the stop; {waits} database wait(s) logged"
-            return row
+        row, in_flight = _through_outage(stack, row, jobs, database.stop, database.start)
+        # Proof the outage was felt: the steps that found the database gone said so.
+        waits = sum(
+            log.read_text(errors="replace").count("database unreachable")
+            for log in stack.home.glob("worker-*.log")
+        )
+        row.note = f"{in_flight} job(s) in flight at the stop; {waits} database wait(s) logged"
+        return row
     finally:
         stack.close()
         from catwalk.db.session import dispose_engines

@@ -199,6 +199,27 @@ def _active_slots() -> dict[str, int]:
         }
 
 
+def _drain(jobs: list[str], since: float, timeout: float = 600) -> float:
+    """Wait until every job has ended; seconds since ``since``."""
+    while time.monotonic() < since + timeout:
+        counts = _status_counts(jobs)
+        if sum(n for status, n in counts.items() if status.is_final) == len(jobs):
+            break
+        time.sleep(2)
+    return time.monotonic() - since
+
+
+def _paid() -> dict[str, int]:
+    """Succeeded ledger rows by service, over every job of the test."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(LedgerEntry.service, func.count())
+            .where(LedgerEntry.succeeded.is_(True))
+            .group_by(LedgerEntry.service)
+        ).all()
+    return {service: n for service, n in rows}
+
+
 def test_redis_down_60s_with_10_jobs_in_flight_heals_by_itself(drill) -> None:
     mode, redis, _ = drill
     jobs = [submit_job(pid, {}).job_id for pid in _products(JOBS, "drill")]
@@ -216,23 +237,11 @@ def test_redis_down_60s_with_10_jobs_in_flight_heals_by_itself(drill) -> None:
     back = time.monotonic()
     if mode == "persistent":
         assert redis.keys() > 0  # the data really survived
-    deadline = back + 600
-    while time.monotonic() < deadline:
-        counts = _status_counts(jobs)
-        if sum(n for status, n in counts.items() if status.is_final) == JOBS:
-            break
-        time.sleep(2)
-    drained = time.monotonic() - back
+    drained = _drain(jobs, back)
     counts = _status_counts(jobs)
     assert counts == {JobStatus.COMPLETED: JOBS}, counts
-    with session_scope() as session:
-        paid = session.execute(
-            select(LedgerEntry.service, func.count())
-            .where(LedgerEntry.succeeded.is_(True))
-            .group_by(LedgerEntry.service)
-        ).all()
     # Nothing bought twice: two keyframes, one keyframe check (offline: free) and one video.
-    assert dict(paid) == {"nano_banana": 2 * JOBS, "keyframe_check": JOBS, "pika": JOBS}
+    assert _paid() == {"nano_banana": 2 * JOBS, "keyframe_check": JOBS, "pika": JOBS}
     # No slot stays counted: the reconciler (every minute in `catwalk worker`) repairs
     # whatever the outage leaked.
     deadline = time.monotonic() + 150
@@ -340,20 +349,9 @@ def test_postgresql_down_60s_with_jobs_in_flight_heals_by_itself(tmp_path: Path)
             time.sleep(OUTAGE_SECONDS)
             database.start()
             back = time.monotonic()
-            while time.monotonic() < back + 600:
-                counts = _status_counts(jobs)
-                if sum(n for status, n in counts.items() if status.is_final) == len(jobs):
-                    break
-                time.sleep(2)
-            drained = time.monotonic() - back
+            drained = _drain(jobs, back)
             assert _status_counts(jobs) == {JobStatus.COMPLETED: len(jobs)}
-            with session_scope() as session:
-                paid = session.execute(
-                    select(LedgerEntry.service, func.count())
-                    .where(LedgerEntry.succeeded.is_(True))
-                    .group_by(LedgerEntry.service)
-                ).all()
-            assert dict(paid) == {"nano_banana": 12, "keyframe_check": 6, "pika": 6}
+            assert _paid() == {"nano_banana": 12, "keyframe_check": 6, "pika": 6}
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline and any(_active_slots().values()):
                 time.sleep(2)
