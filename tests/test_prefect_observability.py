@@ -140,7 +140,9 @@ def test_a_job_run_is_named_logged_and_leaves_artifacts(worker: Worker) -> None:
         logs = _post(worker, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
         messages = [(str(log["name"]), int(log["level"]), str(log["message"])) for log in logs]
         text = "\n".join(m for _, _, m in messages)
-        if "completed" in text or time.monotonic() > deadline:
+        # Wait for the job's own last line: "completed" alone also matches Prefect's earlier
+        # "All deployment steps completed", which made this loop stop before the rest arrived.
+        if f"job {job_id} completed" in text or time.monotonic() > deadline:
             break
         time.sleep(1)
     info = [m for m in messages if m[1] == 20]
