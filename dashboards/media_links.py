@@ -35,7 +35,7 @@ from starlette.routing import Route
 from catwalk.clients import factory, media, signed_media
 from catwalk.clients.keys import content_type_for
 from catwalk.config import Settings, get_settings
-from catwalk.errors import CatwalkError
+from catwalk.errors import CatwalkError, ProductImageError
 
 ROUTE = "/catwalk-media"
 KEY_FILE = "dashboard-media.key"
@@ -161,15 +161,13 @@ def origin_of(url: str | None) -> str:
 
 def photo_file(settings: Settings, ref: str | None) -> Path | None:
     """The local file a product photo reference names, if it is inside MEDIA_IMPORT_ROOTS."""
-    if not ref or ref.startswith(("http://", "https://")) or "\0" in ref:
+    if not ref or ref.startswith(("http://", "https://")):
         return None
     try:
-        real = Path(ref.removeprefix("file://")).expanduser().resolve()
         # The folders jobs read photos from: a catalog row saying /etc/passwd gets nothing.
-        if not any(real.is_relative_to(root) for root in media.import_roots(settings)):
-            return None
+        real = media.local_photo_path(ref, settings=settings)
         return real if real.is_file() else None
-    except (OSError, RuntimeError, ValueError):
+    except (ProductImageError, OSError, ValueError):
         return None
 
 

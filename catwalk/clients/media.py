@@ -290,14 +290,14 @@ def import_roots(settings: Settings) -> list[Path]:
     return [r.resolve() for r in roots]
 
 
-def read_image_source(source: str, *, settings: Settings | None = None) -> bytes:
-    """The bytes of a product photo given as a path, a ``file://`` URI or an http(s) URL."""
-    if settings is None:
-        from catwalk.config import get_settings
+def local_photo_path(source: str, *, settings: Settings) -> Path:
+    """The real file a local photo reference names, if it lies inside ``MEDIA_IMPORT_ROOTS``.
 
-        settings = get_settings()
-    if source.startswith(("http://", "https://")):
-        return fetch_media(source, allow_private=settings.allow_private_media_hosts)
+    The one rule for local photos: jobs, imports and the dashboard's links all go through it.
+
+    Raises:
+        ProductImageError: not a local reference, unresolvable, or outside the roots.
+    """
     if "://" in source and not source.startswith("file://"):
         raise ProductImageError("a photo is a local path or an http(s) URL")
     path = Path(source.removeprefix("file://")).expanduser()
@@ -310,6 +310,19 @@ def read_image_source(source: str, *, settings: Settings | None = None) -> bytes
         raise ProductImageError(
             f"image path {path} is outside the folders photos are read from (MEDIA_IMPORT_ROOTS)"
         )
+    return real
+
+
+def read_image_source(source: str, *, settings: Settings | None = None) -> bytes:
+    """The bytes of a product photo given as a path, a ``file://`` URI or an http(s) URL."""
+    if settings is None:
+        from catwalk.config import get_settings
+
+        settings = get_settings()
+    if source.startswith(("http://", "https://")):
+        return fetch_media(source, allow_private=settings.allow_private_media_hosts)
+    real = local_photo_path(source, settings=settings)
+    path = Path(source.removeprefix("file://")).expanduser()
     try:
         with real.open("rb") as handle:
             data = handle.read(MAX_IMAGE_BYTES + 1)
