@@ -32,6 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from catwalk.config import get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
 from catwalk.errors import InputError, JobAlreadyEnded
 from catwalk.scrub import without_paths
@@ -190,14 +191,17 @@ def end_job(
     outcome: JobStatus,
     reason: str | None = None,
     step: str | None = None,
-    webhook: bool = False,
+    webhook: bool | None = None,
 ) -> Ended | None:
     """End an active job as COMPLETED, FAILED or CANCELLED; None if it had already ended.
 
     ``step`` names where it ended (default: the step its status says); a FAILED reason is
-    prefixed with it unless it already starts with it. ``webhook`` (webhooks configured)
-    records the ending's completion event in the same transaction.
+    prefixed with it unless it already starts with it. The ending's completion event is
+    recorded in the same transaction when ``webhook`` says so, by default when webhooks are
+    configured: a caller that forgets it cannot drop an event.
     """
+    if webhook is None:
+        webhook = get_settings().webhooks_enabled
     if outcome not in ENDINGS:
         raise ValueError(f"{outcome} is not an ending")
     job = session.get(VideoJob, job_id, populate_existing=True)
@@ -333,7 +337,7 @@ def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, An
 
 
 def cancel(
-    *, session: Session, job_id: str, webhook: bool = False
+    *, session: Session, job_id: str, webhook: bool | None = None
 ) -> tuple[JobStatus, Ended | None]:
     """An admin's cancel: a job no step has begun ends CANCELLED now; a running one is
     asked to stop (its steps check ``cancel_requested`` and end it). Returns its status."""

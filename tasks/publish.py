@@ -138,12 +138,7 @@ def _publish(
             attempt=run,
             message=f"{facts.codec} {facts.width}x{facts.height}, {facts.duration_seconds:.2f} s, {facts.size_bytes} bytes",
         )
-        ended = jobs.end_job(
-            session=session,
-            job_id=job_id,
-            outcome=JobStatus.COMPLETED,
-            webhook=get_settings().webhooks_enabled,
-        )
+        ended = jobs.end_job(session=session, job_id=job_id, outcome=JobStatus.COMPLETED)
         if ended is None:
             raise JobAlreadyEnded(f"job {job_id} already ended")
     return ended
