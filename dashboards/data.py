@@ -95,7 +95,10 @@ def image_source(ref: str | None, product_id: str) -> str | None:
     path = media_links.photo_file(settings(), ref)
     if path is None:
         return None
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError:  # removed since it was found: the card says "No photo"
+        return None
     problem = _photo_problem(str(path), stat.st_mtime_ns, stat.st_size)
     if problem:
         raise ProductImageError(problem)
