@@ -80,6 +80,18 @@ def _as_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], title: s
     return table
 
 
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    # Between words only: a word (an id, a path) is never cut, the terminal folds it whole.
+    return textwrap.wrap(
+        text,
+        width=max(width, 40),
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 def _block_lines(columns: Sequence[Column], row: Sequence[str], width: int) -> list[str]:
     head = [cell for column, cell in zip(columns, row, strict=True) if column.in_headline and cell]
     lines = ["  ".join(head)]
@@ -88,14 +100,7 @@ def _block_lines(columns: Sequence[Column], row: Sequence[str], width: int) -> l
             continue
         label = f"{_INDENT}{column.header}: "
         if column.kind == "text":
-            lines += textwrap.wrap(
-                cell,
-                width=max(width, 40),
-                initial_indent=label,
-                subsequent_indent=_INDENT * 2,
-                break_long_words=False,
-                break_on_hyphens=False,
-            ) or [label.rstrip()]
+            lines += _wrap(cell, width, label, _INDENT * 2) or [label.rstrip()]
         else:
             lines.append(label + cell)
     return lines
@@ -127,14 +132,7 @@ def show_record(console: Console, fields: Sequence[tuple[str, str, Kind]]) -> No
     for name, value, kind in fields:
         label = name.ljust(pad)
         if kind == "text" and len(label) + len(value) > width:
-            lines = textwrap.wrap(
-                value,
-                width=max(width, 40),
-                initial_indent=label,
-                subsequent_indent=" " * min(pad, 8),
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
+            lines = _wrap(value, width, label, " " * min(pad, 8))
         elif len(label) + len(value) > width:
             lines = [name, _INDENT + value]  # whole, on a line of its own: copyable
         else:
