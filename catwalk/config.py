@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from catwalk.domain import ReviewMode
+
 ImageProviderName = Literal["offline", "nano-banana"]
 VideoProviderName = Literal["offline", "pika"]
 StorageBackendName = Literal["local", "s3"]
@@ -86,6 +88,11 @@ class Settings(BaseSettings):
     keyframe_check_retries: int = Field(default=2, ge=0, le=5, alias="KEYFRAME_CHECK_RETRIES")
     keyframe_judge: KeyframeJudgeName | None = Field(default=None, alias="KEYFRAME_JUDGE")
     keyframe_judge_model: str = Field(default="gemini-2.5-flash", alias="KEYFRAME_JUDGE_MODEL")
+
+    # Review points (catwalk/review.py): where a job waits for an admin's decision unless
+    # the job says otherwise, and how long it may wait before it is cancelled.
+    review: ReviewMode = Field(default="none", alias="REVIEW")
+    review_expires_hours: float = Field(default=72.0, gt=0, alias="REVIEW_EXPIRES_HOURS")
 
     # Storage.
     storage_backend: StorageBackendName = Field(default="local", alias="STORAGE_BACKEND")

@@ -14,6 +14,12 @@ ModelType = Literal["female", "male"]
 VideoStyle = Literal["smooth", "dynamic"]
 Pose = Literal["start", "end"]
 POSES: tuple[Pose, Pose] = ("start", "end")
+# Where a job stops for an admin's decision (REVIEW, per job ``review``): after the
+# keyframes (before the video is bought), before the product points at the new video, both.
+ReviewMode = Literal["none", "keyframes", "publish", "both"]
+ReviewPoint = Literal["keyframes", "publish"]
+REVIEW_MODES: tuple[str, ...] = ("none", "keyframes", "publish", "both")
+ReviewDecisionKind = Literal["approve", "reject", "regenerate-start", "regenerate-end"]
 
 
 class JobStatus(enum.StrEnum):
@@ -23,6 +29,8 @@ class JobStatus(enum.StrEnum):
     GENERATING_IMAGES = "GENERATING_IMAGES"
     GENERATING_VIDEO = "GENERATING_VIDEO"
     UPLOADING = "UPLOADING"
+    # Stopped at a review point until an admin approves or rejects; holds no process or slot.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -42,6 +50,9 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
         JobStatus.GENERATING_IMAGES,
         JobStatus.GENERATING_VIDEO,
         JobStatus.UPLOADING,
+        # Still the product's one job in flight (a second "generate" must not start), its
+        # reservation still held.
+        JobStatus.AWAITING_APPROVAL,
     }
 )
 
@@ -62,6 +73,17 @@ class JobOptions:
 
     model_type: ModelType = "female"
     video_style: VideoStyle = "smooth"
+    # None: the REVIEW setting of the worker that starts the job.
+    review: ReviewMode | None = None
+
+    def review_points(self, default: ReviewMode = "none") -> tuple[ReviewPoint, ...]:
+        mode = self.review or default
+        return {
+            "none": (),
+            "keyframes": ("keyframes",),
+            "publish": ("publish",),
+            "both": ("keyframes", "publish"),
+        }[mode]  # type: ignore[return-value]
 
     @classmethod
     def from_mapping(cls, raw: dict[str, object] | None) -> JobOptions:
@@ -69,16 +91,22 @@ class JobOptions:
         raw = dict(raw or {})
         model_type = raw.pop("modelType", raw.pop("model_type", "female"))
         video_style = raw.pop("videoStyle", raw.pop("video_style", "smooth"))
+        review = raw.pop("review", None)
         if raw:
             raise ValueError(f"unknown option(s): {', '.join(sorted(raw))}")
         if model_type not in ("female", "male"):
             raise ValueError(f"modelType must be 'female' or 'male', not {model_type!r}")
         if video_style not in ("smooth", "dynamic"):
             raise ValueError(f"videoStyle must be 'smooth' or 'dynamic', not {video_style!r}")
-        return cls(model_type=model_type, video_style=video_style)  # type: ignore[arg-type]
+        if review is not None and review not in REVIEW_MODES:
+            raise ValueError(f"review must be one of {', '.join(REVIEW_MODES)}, not {review!r}")
+        return cls(model_type=model_type, video_style=video_style, review=review)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, str]:
-        return {"modelType": self.model_type, "videoStyle": self.video_style}
+        out: dict[str, str] = {"modelType": self.model_type, "videoStyle": self.video_style}
+        if self.review is not None:
+            out["review"] = self.review
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +139,8 @@ class ImageRequest:
     # What the keyframe check found wrong with an earlier attempt at this frame, fed back
     # into the prompt when the frame is made again.
     feedback: tuple[str, ...] = ()
+    # Bumped when an admin asks for the frame again: another take, not the same picture.
+    variant: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,11 @@ class InputError(CatwalkError):
     """The request cannot be served as given; nothing was spent."""
 
 
+class ReviewConflict(InputError):
+    """A review decision for a job that waits for none (any more): another admin, the
+    expiry or a cancel decided first. Nothing was changed."""
+
+
 class ProductNotFound(InputError):
     """No product with that id."""
 

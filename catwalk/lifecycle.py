@@ -65,6 +65,8 @@ def after_commit(
     logged only (housekeeping repeats all three: the request stays "open", the alert and
     the event undelivered)."""
     settings = settings or get_settings()
+    if ended.suspended_run:
+        cancel_suspended_run(ended.suspended_run, f"job {ended.status.value.lower()}", settings)
     if ended.open_request:
         try:
             close_provider_request(ended.job_id, settings=settings)
@@ -84,6 +86,26 @@ def after_commit(
             deliver_webhook(ended.webhook_id, settings=settings, attempts=webhook_attempts)
         except Exception:
             logger.exception("job %s: delivering its webhook failed", ended.job_id)
+
+
+def cancel_suspended_run(flow_run_id: str, why: str, settings: Settings) -> None:
+    """Cancel the run a job waited in for review (rejected, expired, cancelled), so Prefect
+    does not list it as waiting for ever. Embedded runs are never suspended. Logged only."""
+    if settings.launcher != "deployment":
+        return
+    import uuid
+
+    from prefect import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(uuid.UUID(flow_run_id))
+            if run.state is not None and run.state.type is StateType.PAUSED:
+                client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+    except Exception:  # noqa: BLE001 - housekeeping's resume_decided_runs cancels it later
+        logger.warning("job's suspended flow run %s could not be cancelled yet", flow_run_id)
 
 
 def close_provider_request(
@@ -160,3 +182,38 @@ def close_provider_request(
         )
     logger.info("job %s: provider request %s %s", job_id, submitted.request_id, state)
     return state
+
+
+def delete_pending(*, limit: int = 100) -> tuple[int, int]:
+    """Delete files queued for deletion; returns (deleted, still failing).
+
+    Housekeeping calls this on a schedule; publishing calls it right after a switch. A
+    failed delete keeps its row (attempts and last error recorded) for the next call. A key
+    the database still refers to is never deleted, whatever queued it.
+    """
+    from catwalk.clients import factory
+    from catwalk.errors import CatwalkError
+
+    store = factory.blob_store()
+    deleted = failed = 0
+    with session_scope() as session:
+        todo = [(d.id, d.key) for d in queries.pending_deletions(session=session, limit=limit)]
+    for deletion_id, key in todo:
+        with session_scope() as session:
+            if queries.key_in_use(session=session, key=key):
+                queries.record_deletion_attempt(
+                    session=session, deletion_id=deletion_id, error=None, note="kept: still in use"
+                )
+                continue
+        error: str | None = None
+        try:
+            store.delete(key)
+        except CatwalkError as exc:
+            error = exc.user_message
+        with session_scope() as session:
+            queries.record_deletion_attempt(session=session, deletion_id=deletion_id, error=error)
+        if error is None:
+            deleted += 1
+        else:
+            failed += 1
+    return deleted, failed

@@ -27,14 +27,22 @@ from typing import Any
 
 from catwalk.db import alerts, limits, queries
 from catwalk.db.base import new_id, utcnow
-from catwalk.db.models import Alert, JobEvent, LedgerEntry, UsageDay, VideoJob, WebhookDelivery
+from catwalk.db.models import (
+    Alert,
+    JobEvent,
+    LedgerEntry,
+    PendingDeletion,
+    UsageDay,
+    VideoJob,
+    WebhookDelivery,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catwalk.config import get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
-from catwalk.errors import InputError, JobAlreadyEnded
+from catwalk.errors import InputError, JobAlreadyEnded, ReviewConflict
 from catwalk.scrub import without_paths
 
 # The step a job is in, named for people: a failure reason starts with it, never with a
@@ -44,7 +52,9 @@ STEP_NAMES: dict[JobStatus, str] = {
     JobStatus.GENERATING_IMAGES: "generating keyframes",
     JobStatus.GENERATING_VIDEO: "rendering video",
     JobStatus.UPLOADING: "publishing video",
+    JobStatus.AWAITING_APPROVAL: "review",
 }
+REVIEW_LABELS = {"keyframes": "the keyframes", "publish": "the video before it goes live"}
 ENDINGS = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 # Provider request states after which nothing runs (or bills) at the provider any more.
@@ -69,6 +79,7 @@ class Ended:
     alert_id: str | None  # a new job_failed alert to deliver
     open_request: dict[str, Any] | None  # a provider request still running: cancel it
     webhook_id: str | None = None  # a new completion event to deliver
+    suspended_run: str | None = None  # the flow run it waited in for review: cancel it
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -91,6 +102,13 @@ def request_is_open(job: VideoJob) -> bool:
     if job.video_request_state is None:  # rows from before the state was kept
         return job.provider_video_url is None
     return job.video_request_state not in CLOSED_REQUEST_STATES
+
+
+def work_started(job: VideoJob) -> dt.datetime | None:
+    """When the job's current work began: its start, or its last review decision (a job
+    approved after hours of waiting is not overdue, and its time limit starts then)."""
+    times = [t for t in (job.started_at, job.reviewed_at) if t is not None]
+    return max(times, default=None)
 
 
 def begin_step(
@@ -207,6 +225,7 @@ def end_job(
     job = session.get(VideoJob, job_id, populate_existing=True)
     if job is None or job.status.is_final:
         return None
+    was_waiting = job.status is JobStatus.AWAITING_APPROVAL
     where = step or STEP_NAMES.get(job.status, "run")
     text: str | None
     if outcome is JobStatus.COMPLETED:
@@ -220,6 +239,8 @@ def end_job(
     values: dict[str, Any] = {
         "status": outcome,
         "wait_reason": None,
+        "awaiting": None,
+        "awaiting_since": None,
         "queue_position": None,
         "completed_at": utcnow(),
         "error_message": text,
@@ -268,7 +289,230 @@ def end_job(
         alert_id=alert_id,
         open_request=open_request,
         webhook_id=record_webhook_event(session=session, job=job) if webhook else None,
+        suspended_run=job.flow_run_id if was_waiting else None,
     )
+
+
+def open_review(
+    *, session: Session, job_id: str, point: str, quote: Decimal
+) -> tuple[VideoJob, bool]:
+    """Stop the job at a review point: AWAITING_APPROVAL, with what it waits for, since when
+    and what approving would still cost. Returns (job, opened now); a run of the same round
+    coming back to the point (a resumed run, a re-run) finds it already open."""
+    job = _job(session, job_id)
+    if job.status.is_final:
+        raise JobAlreadyEnded(f"job {job_id} is already {job.status.value}")
+    if job.status is JobStatus.AWAITING_APPROVAL and job.awaiting == point:
+        return job, False
+    label = REVIEW_LABELS[point]
+    job.status = JobStatus.AWAITING_APPROVAL
+    job.awaiting = point
+    job.awaiting_since = utcnow()
+    job.review_quote = quote
+    job.current_step = f"waiting for approval of {label}"
+    job.wait_reason = job.current_step
+    job.queue_position = None
+    queries.record_event(
+        session=session,
+        job_id=job_id,
+        step="review",
+        kind="info",
+        message=f"waiting for approval of {label} (round {job.review_round + 1}; "
+        f"approving costs ${quote:.4f} more)",
+    )
+    return job, True
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A review decision that was taken: what it was, and what is left after the commit."""
+
+    job_id: str
+    product_id: str
+    point: str
+    decision: str
+    flow_run_id: str | None
+    options: dict[str, Any]
+    round: int
+    ended: Ended | None = None  # set for a rejection: the job ended CANCELLED
+
+
+REVIEW_DECISIONS = ("approve", "reject", "regenerate-start", "regenerate-end")
+
+
+def decide_review(
+    *,
+    session: Session,
+    job_id: str,
+    decision: str,
+    by: str,
+    note: str = "",
+    point: str | None = None,
+    webhook: bool | None = None,
+) -> Decided:
+    """Take an admin's decision on a waiting job, once: of two admins deciding at the same
+    moment one wins and the other gets ``ReviewConflict``.
+
+    ``approve`` and ``regenerate-*`` make the job PENDING again (a regenerated frame's old
+    file is queued for deletion and a new round asks again); ``reject`` ends it CANCELLED
+    with its reservation reconciled (what it did not spend is given back) and, at the
+    publish point, queues the unapproved video and poster for deletion. ``point`` (when
+    given) is the point the decider saw: a decision meant for another one is refused.
+    """
+    if decision not in REVIEW_DECISIONS:
+        raise InputError(f"decision must be one of {', '.join(REVIEW_DECISIONS)}, not {decision!r}")
+    job = _job(session, job_id)
+    if job.status is not JobStatus.AWAITING_APPROVAL or job.awaiting is None:
+        raise ReviewConflict(_not_waiting(job))
+    waiting_at, round_ = job.awaiting, job.review_round
+    if point is not None and point != waiting_at:
+        raise ReviewConflict(f"job {job_id} waits for review of {REVIEW_LABELS[waiting_at]} now")
+    if decision.startswith("regenerate") and waiting_at != "keyframes":
+        raise InputError("only keyframes can be regenerated; reject the video to start over")
+    now = utcnow()
+    values: dict[str, Any] = {
+        "awaiting": None,
+        "awaiting_since": None,
+        "reviewed_at": now,
+        "review_round": round_ + 1,
+        "wait_reason": None,
+    }
+    if decision != "reject":
+        values["status"] = JobStatus.PENDING
+        values["current_step"] = (
+            "approved, resuming"
+            if decision == "approve"
+            else f"remaking the {decision.removeprefix('regenerate-')} keyframe"
+        )
+    # The one decision: from this exact waiting point and round, whoever else decides now.
+    claimed = session.execute(
+        update(VideoJob)
+        .where(
+            VideoJob.id == job_id,
+            VideoJob.status == JobStatus.AWAITING_APPROVAL,
+            VideoJob.awaiting == waiting_at,
+            VideoJob.review_round == round_,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        raise ReviewConflict(_not_waiting(_job(session, job_id)))
+    session.refresh(job)
+    review = dict(job.review or {})
+    record = {"point": waiting_at, "decision": decision, "by": by, "at": now.isoformat()}
+    if note:
+        record["note"] = one_line(note, 300)
+    review["decisions"] = [*review.get("decisions", []), record]
+    if decision == "approve":
+        review["approved"] = sorted({*review.get("approved", []), waiting_at})
+    if decision.startswith("regenerate"):
+        pose = decision.removeprefix("regenerate-")
+        keys = dict(job.image_keys)
+        keys.pop(pose, None)  # the remade frame is stored under the same key
+        job.image_keys = keys
+        remake = dict(review.get("remake", {}))
+        takes = int(remake.get(pose, {}).get("variant", 0)) + 1
+        remake[pose] = {"variant": takes, "feedback": [record["note"]] if note else []}
+        review["remake"] = remake
+    job.review = review
+    label = REVIEW_LABELS[waiting_at]
+    said = {"approve": "approved", "reject": "rejected"}.get(decision, decision)
+    queries.record_event(
+        session=session,
+        job_id=job_id,
+        step="review",
+        kind="info",
+        message=f"{label} {said} by {by}" + (f": {record['note']}" if note else ""),
+    )
+    ended = None
+    if decision == "reject":
+        _drop_unapproved_video(session, job, waiting_at, "rejected")
+        reason = f"rejected at review of {label} by {by}" + (f": {record['note']}" if note else "")
+        ended = end_job(
+            session=session,
+            job_id=job_id,
+            outcome=JobStatus.CANCELLED,
+            reason=reason,
+            step="review",
+            webhook=webhook,
+        )
+    return Decided(
+        job_id=job_id,
+        product_id=job.product_id,
+        point=waiting_at,
+        decision=decision,
+        flow_run_id=job.flow_run_id,
+        options=dict(job.options),
+        round=round_,
+        ended=ended,
+    )
+
+
+def _drop_unapproved_video(session: Session, job: VideoJob, point: str, why: str) -> None:
+    """A video never approved is never published: queue its files for deletion. (One the
+    product already shows is kept: key_in_use guards it.)"""
+    if point == "publish":
+        for key in (job.video_key, job.poster_key):
+            if key:
+                session.add(PendingDeletion(key=key, reason=f"{why} on review of {job.id}"))
+        job.video_key = job.poster_key = None
+    session.flush()
+
+
+def expire_review(
+    *,
+    session: Session,
+    job_id: str,
+    cutoff: dt.datetime,
+    hours: float,
+    webhook: bool | None = None,
+) -> Ended | None:
+    """End CANCELLED a job still waiting since before ``cutoff``; None if it was decided
+    meanwhile (the claim is conditional, like a decision)."""
+    job = _job(session, job_id)
+    point = job.awaiting
+    claimed = session.execute(
+        update(VideoJob)
+        .where(
+            VideoJob.id == job_id,
+            VideoJob.status == JobStatus.AWAITING_APPROVAL,
+            VideoJob.awaiting_since < cutoff,
+        )
+        .values(review_round=VideoJob.review_round + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed or point is None:
+        return None
+    session.refresh(job)
+    review = dict(job.review or {})
+    review["decisions"] = [
+        *review.get("decisions", []),
+        {"point": point, "decision": "expired", "by": "catwalk", "at": utcnow().isoformat()},
+    ]
+    job.review = review
+    _drop_unapproved_video(session, job, point, "expired")
+    return end_job(
+        session=session,
+        job_id=job_id,
+        outcome=JobStatus.CANCELLED,
+        reason=f"review expired: nobody decided on {REVIEW_LABELS[point]} within {hours:g} h",
+        step="review",
+        webhook=webhook,
+    )
+
+
+def _not_waiting(job: VideoJob) -> str:
+    last = (job.review or {}).get("decisions", [])
+    if job.status is JobStatus.AWAITING_APPROVAL:
+        return f"job {job.id} was decided a moment ago and waits again: reload it"
+    if last:
+        d = last[-1]
+        return (
+            f"job {job.id} is not waiting for a decision: {d['decision']} by {d['by']} "
+            f"already decided it ({job.status.value})"
+        )
+    return f"job {job.id} is {job.status.value}: it is not waiting for a decision"
 
 
 def record_late_bill(*, session: Session, job_id: str, amount: Decimal) -> None:
@@ -352,7 +596,10 @@ def cancel(
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
-    if job.status is JobStatus.PENDING and job.started_at is None:
+    waiting = job.status is JobStatus.AWAITING_APPROVAL
+    if waiting or (job.status is JobStatus.PENDING and job.started_at is None):
+        # Nothing runs for a job that waits for review: it ends now (its suspended run is
+        # cancelled in Prefect by the caller, catwalk.review).
         ended = end_job(
             session=session,
             job_id=job_id,

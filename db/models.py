@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from catwalk.db.base import Base, IdStr, Money, Timestamp, new_id, utcnow
-from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
@@ -112,6 +112,18 @@ class VideoJob(Base):
     # The keyframe check (tasks/quality.py): mode, judge, every verdict with its scores and
     # issues, regenerations and what the check and the regenerations cost.
     quality: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    # Review points (catwalk/review.py): the job's mode, fixed when it starts; the point it
+    # waits at and since when; the round (a regenerated frame asks again under a new one),
+    # what approving would still cost; the points approved and every decision taken.
+    review_mode: Mapped[str | None] = mapped_column(String(16))
+    awaiting: Mapped[str | None] = mapped_column(String(16))
+    awaiting_since: Mapped[dt.datetime | None]
+    review_round: Mapped[int] = mapped_column(Integer, default=0)
+    review_quote: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    # The last decision: a resumed job's time limits count from it, not from its start.
+    reviewed_at: Mapped[dt.datetime | None]
+    review: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     error_message: Mapped[str | None] = mapped_column(Text)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -342,7 +342,27 @@ def job_to_contract(
     quality = quality_summary(job.quality)
     if quality is not None:
         payload["quality"] = quality
+    if job.review_mode and job.review_mode != "none":
+        payload["review"] = review_summary(job)
     return payload
+
+
+def review_summary(job: VideoJob, *, expires_hours: float | None = None) -> dict[str, Any]:
+    """The job's review points as the API shows them."""
+    from catwalk.config import get_settings
+
+    hours = expires_hours if expires_hours is not None else get_settings().review_expires_hours
+    since = job.awaiting_since
+    return {
+        "mode": job.review_mode,
+        "waitingFor": job.awaiting,
+        "since": since.isoformat() if since else None,
+        "expiresAt": (since + dt.timedelta(hours=hours)).isoformat() if since else None,
+        "approveCost": float(job.review_quote)
+        if job.awaiting and job.review_quote is not None
+        else None,
+        "decisions": list((job.review or {}).get("decisions", [])),
+    }
 
 
 def quality_summary(raw: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -13,8 +13,11 @@ from catwalk.tasks import (
     start_job,
 )
 from catwalk.tasks._policy import apply_retry_policy
+from catwalk.tasks.publish import verify_video
 from catwalk.tasks.report import report_job, route_catwalk_logs, video_run_name
+from catwalk.tasks.review import review_gate, review_points
 from prefect import Flow, flow
+from prefect.exceptions import Pause
 
 from catwalk.config import Settings, get_settings
 
@@ -39,16 +42,38 @@ def _generate_product_video(
     if attached is None:
         return {"jobId": job_id, "status": "skipped"}
     try:
+        points = review_points(attached)
         keyframes = generate_keyframes(attached)
         keyframes = check_keyframes(attached, keyframes)
+        # An admin may look at the keyframes before the video is bought, and remake a frame.
+        gate = "go"
+        while "keyframes" in points and (gate := review_gate(attached, "keyframes")) == "again":
+            keyframes = generate_keyframes(attached)
+            keyframes = check_keyframes(attached, keyframes)
+        if gate != "go":
+            return _stopped(attached, gate)
         video = animate_keyframes(attached, keyframes)
+        if "publish" in points:
+            # ... and at the stored, checked video, before the product points at it.
+            verify_video(attached, video)
+            if (gate := review_gate(attached, "publish")) != "go":
+                return _stopped(attached, gate)
         published = publish_video(attached, video)
+    except Pause:
+        raise  # suspended for review: the run resumes when an admin decides
     except BaseException as exc:
         fail_job(attached, exc)
         report_job(attached)
         raise
     report_job(attached)
     return {"jobId": attached, "status": "COMPLETED", **published}
+
+
+def _stopped(job_id: str, gate: str) -> dict[str, Any]:
+    """The run ends early: the job waits for a decision (embedded mode) or was rejected."""
+    report_job(job_id)
+    status = "AWAITING_APPROVAL" if gate == "waiting" else "CANCELLED"
+    return {"jobId": job_id, "status": status}
 
 
 # The flow's own time limit is a backstop past the job's: the steps end a job at

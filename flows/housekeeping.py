@@ -5,6 +5,7 @@ from __future__ import annotations
 from catwalk.tasks.housekeeping import (
     check_invariants,
     close_abandoned_requests,
+    expire_reviews,
     reconcile_jobs,
     redeliver_alerts,
     retry_pending_deletions,
@@ -19,6 +20,7 @@ def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
     """Re-attach or fail jobs whose run crashed or vanished; cancel requests ended jobs left
     open; retry deletions and alert posts; then check that the bookkeeping adds up."""
     jobs = reconcile_jobs(grace_seconds)
+    reviews = expire_reviews()
     requests = close_abandoned_requests()
     deletions = retry_pending_deletions()
     alerts = redeliver_alerts()
@@ -27,6 +29,7 @@ def housekeeping(grace_seconds: int = 120) -> dict[str, object]:
     problems = check_invariants()
     return {
         "jobs": jobs,
+        "reviews": reviews,
         "requests": requests,
         "deletions": deletions,
         "alerts": alerts,

@@ -72,7 +72,7 @@ def reconcile_jobs(
     now = utcnow()
     with session_scope() as session:
         rows = [
-            (j.id, j.product_id, dict(j.options), j.flow_run_id, j.started_at)
+            (j.id, j.product_id, dict(j.options), j.flow_run_id, jobs.work_started(j))
             for j in queries.active_jobs(
                 session=session, created_before=now - dt.timedelta(seconds=grace_seconds)
             )
@@ -144,6 +144,15 @@ def reconcile_jobs(
         if ids:
             logger.info("%s %d job(s): %s", kind, len(ids), ", ".join(ids))
     return report
+
+
+@task(name="expire-reviews", cache_policy=NO_CACHE)
+def expire_reviews() -> dict[str, list[str]]:
+    """Cancel jobs left waiting for review past REVIEW_EXPIRES_HOURS (reservation released),
+    and move on suspended runs whose job was decided while Prefect could not be told."""
+    from catwalk import review
+
+    return {"expired": review.expire(), "resumed": review.resume_decided_runs()}
 
 
 @task(name="retry-pending-deletions", cache_policy=NO_CACHE)

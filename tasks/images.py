@@ -51,6 +51,8 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
         keys = dict(job.image_keys)
         options = JobOptions.from_mapping(job.options)
         seed, name, images = job.identity_seed, product.name, list(product.images)
+        # A frame an admin asked to remake on review: their words, and another take.
+        asked = (job.review or {}).get("remake", {})
         product_id = product.id
 
     # Reuse only what is really stored (a keyframe saved on the job but gone from storage,
@@ -68,6 +70,8 @@ def generate_keyframes(job_id: str) -> dict[str, str]:
             pose=pose,
             identity_seed=seed,
             product_name=name,
+            feedback=tuple(asked[pose]["feedback"]) if pose in asked else (),
+            variant=int(asked[pose]["variant"]) if pose in asked else 0,
         )
         try:
             with provider_slot("image", on_wait=wait_reporter(job_id), book=slot_book(job_id)):

@@ -58,6 +58,9 @@ def _start(product_id: str, options: dict[str, Any] | None, job_id: str | None) 
             logger.info("job %s is already %s", job.id, job.status)
             return None
         job.flow_run_id = run_id or job.flow_run_id
+        if job.review_mode is None:
+            # Fixed for the job's life: a REVIEW change later does not move its goalposts.
+            job.review_mode = JobOptions.from_mapping(job.options).review or get_settings().review
         queries.record_event(
             session=session, job_id=job.id, step="run", kind="started", message=f"flow run {run_id}"
         )

@@ -20,39 +20,8 @@ from catwalk.clients import factory
 from catwalk.clients.media import check_video
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus, VideoFacts
-from catwalk.errors import CatwalkError, JobAlreadyEnded, StorageError, describe
-
-
-def delete_pending(*, limit: int = 100) -> tuple[int, int]:
-    """Delete files queued for deletion; returns (deleted, still failing).
-
-    Housekeeping calls this on a schedule; publishing calls it right after a switch. A
-    failed delete keeps its row (attempts and last error recorded) for the next call. A key
-    the database still refers to is never deleted, whatever queued it.
-    """
-    store = factory.blob_store()
-    deleted = failed = 0
-    with session_scope() as session:
-        todo = [(d.id, d.key) for d in queries.pending_deletions(session=session, limit=limit)]
-    for deletion_id, key in todo:
-        with session_scope() as session:
-            if queries.key_in_use(session=session, key=key):
-                queries.record_deletion_attempt(
-                    session=session, deletion_id=deletion_id, error=None, note="kept: still in use"
-                )
-                continue
-        error: str | None = None
-        try:
-            store.delete(key)
-        except CatwalkError as exc:
-            error = exc.user_message
-        with session_scope() as session:
-            queries.record_deletion_attempt(session=session, deletion_id=deletion_id, error=error)
-        if error is None:
-            deleted += 1
-        else:
-            failed += 1
-    return deleted, failed
+from catwalk.errors import JobAlreadyEnded, StorageError, describe
+from catwalk.lifecycle import delete_pending
 
 
 @task(name="publish-video", timeout_seconds=300, retry_condition_fn=retry_transient_only)
@@ -74,13 +43,7 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
             attempt=run,
         )
 
-    # Check before publishing: the stored bytes, not the render, are what viewers get.
-    with tempfile.TemporaryDirectory(dir=_scratch(settings.work_dir)) as tmp:
-        local = Path(tmp) / "check.mp4"
-        local.write_bytes(store.get_bytes(video_key))
-        facts = check_video(local, expected_seconds=settings.video_duration_seconds)
-    if store.head(poster_key) is None:
-        raise StorageError(f"poster missing from storage: {poster_key}")
+    facts = _check_stored(video_key, poster_key)
 
     ended = retry_db(
         lambda: _publish(job_id, run, video_key, poster_key, store.public_url(video_key), facts)
@@ -111,6 +74,37 @@ def publish_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
         "duration": facts.duration_seconds,
         "old_files_deleted": deleted,
     }
+
+
+def _check_stored(video_key: str, poster_key: str) -> VideoFacts:
+    """Check the stored bytes, not the render: they are what viewers get."""
+    settings = get_settings()
+    store = factory.blob_store()
+    with tempfile.TemporaryDirectory(dir=_scratch(settings.work_dir)) as tmp:
+        local = Path(tmp) / "check.mp4"
+        local.write_bytes(store.get_bytes(video_key))
+        facts = check_video(local, expected_seconds=settings.video_duration_seconds)
+    if store.head(poster_key) is None:
+        raise StorageError(f"poster missing from storage: {poster_key}")
+    return facts
+
+
+@task(name="verify-video", timeout_seconds=300, retry_condition_fn=retry_transient_only)
+@survives_db_outage
+def verify_video(job_id: str, video: dict[str, object]) -> dict[str, object]:
+    """Check the stored video before anyone reviews it (REVIEW=publish): an admin approves
+    only a video that would publish. Publishing checks it again: cheap, and the bytes could
+    have changed while the job waited."""
+    facts = _check_stored(str(video["video_key"]), str(video["poster_key"]))
+    get_run_logger().info(
+        "job %s: video checked (%s %dx%d, %.2f s)",
+        job_id,
+        facts.codec,
+        facts.width,
+        facts.height,
+        facts.duration_seconds,
+    )
+    return {"duration": facts.duration_seconds, "width": facts.width, "height": facts.height}
 
 
 def _publish(

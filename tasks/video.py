@@ -162,7 +162,8 @@ def animate_keyframes(job_id: str, keyframe_keys: dict[str, str]) -> dict[str, o
         )
         product_id = job.product_id
         deadline = _deadline(
-            job.started_at,
+            # Time spent waiting for a review decision is nobody's work: count from it.
+            jobs.work_started(job),
             settings.job_timeout_seconds,
             run_started_at=_this_run_started_at(),
             max_lifetime_s=settings.max_lifetime_seconds(),

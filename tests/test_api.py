@@ -493,6 +493,8 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
         f"{PREFIX}/{{jobId}}",
         f"{PREFIX}/{{jobId}}/retry",
         f"{PREFIX}/{{jobId}}/cancel",
+        f"{PREFIX}/{{jobId}}/approve",
+        f"{PREFIX}/{{jobId}}/reject",
         "/media/{key}",
     }
     assert set(paths[PREFIX]) == {"get", "post"}  # the paged list shares the path
@@ -502,7 +504,7 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
         return set(schemas[name]["properties"])
 
     assert props("GenerationRequest") == {"productId", "options"}
-    assert props("GenerationOptions") == {"modelType", "videoStyle"}
+    assert props("GenerationOptions") == {"modelType", "videoStyle", "review"}
     assert schemas["GenerationOptions"]["properties"]["modelType"]["enum"] == ["female", "male"]
     assert schemas["GenerationOptions"]["properties"]["videoStyle"]["enum"] == ["smooth", "dynamic"]
     assert props("SubmittedJob") == {"jobId", "status", "estimatedTime"}
@@ -526,8 +528,17 @@ def test_openapi_document_is_public_and_exact(client: TestClient) -> None:
         "currentStep",
         "estimatedTimeRemaining",
     }
-    for key in ("result", "error", "cost"):
+    for key in ("result", "error", "cost", "review"):
         assert "anyOf" not in job_state["properties"][key]
+    assert "AWAITING_APPROVAL" in schemas["JobStatus"]["enum"]
+    assert props("JobReview") == {
+        "mode",
+        "waitingFor",
+        "since",
+        "expiresAt",
+        "approveCost",
+        "decisions",
+    }
     assert props("JobResult") == {"videoUrl", "thumbnailUrl", "duration"}
     assert props("JobCost") == {"nanoBanana", "pikaLabs", "total"}
     assert props("GenerationStats") == {

@@ -225,7 +225,7 @@ def create_app(
         settings: SettingsDep,
         launcher: LauncherDep,
     ) -> Any:
-        options = body.options.model_dump() if body.options else None
+        options = body.options.model_dump(exclude_none=True) if body.options else None
         try:
             submission = submit_job(body.productId, options, settings=settings, launcher=launcher)
         except LimitExceeded as exc:
@@ -297,6 +297,9 @@ def create_app(
     from catwalk.api import extra
 
     extra.register(app, prefix=PREFIX, guarded=guarded, job_state=_job_state)
+    from catwalk.api import review
+
+    review.register(app, prefix=PREFIX, guarded=guarded)
     return app
 
 

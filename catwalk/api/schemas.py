@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from catwalk.domain import JobStatus, ModelType, VideoStyle
+from catwalk.domain import JobStatus, ModelType, ReviewMode, VideoStyle
 
 
 class _Strict(BaseModel):
@@ -25,6 +25,11 @@ class _Strict(BaseModel):
 class GenerationOptions(_Strict):
     modelType: ModelType = Field(default="female", description="Who wears the product.")
     videoStyle: VideoStyle = Field(default="smooth", description="How the camera moves.")
+    review: ReviewMode | None = Field(
+        default=None,
+        description="Stop for an admin's approval after the keyframes (before the video is "
+        "bought), before the video goes live, at both, or not at all. Default: REVIEW.",
+    )
 
 
 class GenerationRequest(_Strict):
@@ -86,6 +91,41 @@ class JobQuality(BaseModel):
     checks: list[KeyframeCheck]
 
 
+class ReviewDecisionRecord(BaseModel):
+    point: Literal["keyframes", "publish"]
+    decision: Literal["approve", "reject", "regenerate-start", "regenerate-end", "expired"]
+    by: str
+    at: str
+    note: str | None = None
+
+
+class JobReview(BaseModel):
+    """The job's review points; ``waitingFor`` is set while it is AWAITING_APPROVAL."""
+
+    mode: ReviewMode
+    waitingFor: Literal["keyframes", "publish"] | None
+    since: str | None = Field(description="When it started waiting (ISO 8601, UTC).")
+    expiresAt: str | None = Field(description="Cancelled if nobody decides by then.")
+    approveCost: float | None = Field(description="US dollars approving still costs.")
+    decisions: list[ReviewDecisionRecord]
+
+
+class ReviewDecisionBody(_Strict):
+    note: str = Field(default="", max_length=1000, description="Why (kept on the timeline).")
+    regenerate: Literal["start", "end"] | None = Field(
+        default=None,
+        description="approve only: instead of approving, remake this keyframe (pays for one "
+        "image) and ask again.",
+    )
+
+
+class ReviewOutcome(BaseModel):
+    jobId: str
+    decision: str
+    point: Literal["keyframes", "publish"]
+    status: JobStatus
+
+
 class JobState(BaseModel):
     """One job, as the original ``GET /api/admin/video-generation/{jobId}`` returns it.
 
@@ -107,6 +147,7 @@ class JobState(BaseModel):
     error: str | SkipJsonSchema[None] = None
     cost: JobCost | SkipJsonSchema[None] = None
     quality: JobQuality | SkipJsonSchema[None] = None
+    review: JobReview | SkipJsonSchema[None] = None
 
 
 class CostByService(BaseModel):

@@ -247,7 +247,7 @@ def _follow(job_id: str, *, label: str) -> VideoJob:
                 progress.update(
                     bar, completed=job.progress, step=job.wait_reason or job.current_step
                 )
-                if job.status.is_final:
+                if job.status.is_final or job.status is JobStatus.AWAITING_APPROVAL:
                     return job
             time.sleep(0.5)
 
@@ -259,6 +259,12 @@ def generate(
     ] = None,
     model_type: Annotated[str, typer.Option("--model-type", help="female or male")] = "female",
     style: Annotated[str, typer.Option("--style", help="smooth or dynamic")] = "smooth",
+    review: Annotated[
+        str | None,
+        typer.Option(
+            "--review", help="none, keyframes, publish or both (default: the REVIEW setting)"
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its end.")] = False,
     all_missing: Annotated[
         bool, typer.Option("--all-missing", help="Every product without a (recent) video.")
@@ -272,6 +278,9 @@ def generate(
     """Start a video job for a product (or many, within the daily limit); prints job ids at once."""
     from catwalk.submission import submit_job
 
+    options = {"modelType": model_type, "videoStyle": style}
+    if review is not None:
+        options["review"] = review
     bulk = all_missing or ids is not None or from_csv is not None
     if bulk or product_id is None:
         from catwalk.cli.jobs_cmd import generate_many, products_for_bulk
@@ -284,10 +293,10 @@ def generate(
         if not chosen:
             print(json.dumps({"started": {}}) if as_json else "no product to generate")
             return
-        generate_many(chosen, {"modelType": model_type, "videoStyle": style}, as_json=as_json)
+        generate_many(chosen, options, as_json=as_json)
         return
     try:
-        submission = submit_job(product_id, {"modelType": model_type, "videoStyle": style})
+        submission = submit_job(product_id, options)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     note = "" if submission.created else " (already in flight)"
@@ -298,6 +307,12 @@ def generate(
     if not wait:
         return
     job = _follow(submission.job_id, label=escape(product_id))
+    if job.status is JobStatus.AWAITING_APPROVAL:
+        console.print(
+            f"[yellow]AWAITING_APPROVAL[/] {escape(job.current_step)}: "
+            f"catwalk review {escape(job.id[:8])}"
+        )
+        return
     if job.status is JobStatus.COMPLETED:
         video_url, _ = _urls(job)
         console.print(f"[green]COMPLETED[/] video: {_display_url(video_url)}")
@@ -447,5 +462,7 @@ app.command("stats")(_stats)
 app.add_typer(_alerts_app, name="alerts")
 app.command()(worker)
 from catwalk.cli.dashboard_cmd import register as _register_dashboard
+from catwalk.cli.review_cmd import register as _register_review
 
 _register_dashboard(app)
+_register_review(app)

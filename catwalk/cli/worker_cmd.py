@@ -84,12 +84,17 @@ def worker(
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
         signal.signal(signal.SIGINT, _interrupt)
+        from catwalk.review import expire, resume_decided_runs
         from catwalk.tasks.recovery import resume_lost_runs
         from catwalk.tasks.slots import reconcile_slots
 
         stack.supervise(
             worker_process,
-            repairs=(("re-attach", resume_lost_runs), ("slots", reconcile_slots)),
+            repairs=(
+                ("re-attach", resume_lost_runs),
+                ("slots", reconcile_slots),
+                ("review", lambda: (resume_decided_runs(), expire())),
+            ),
             stop=_stopping,
         )
     except KeyboardInterrupt:

@@ -90,8 +90,20 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def _shaded(colour: tuple[int, int, int], by: int) -> tuple[int, int, int]:
+    r, g, b = (min(255, max(0, c + by)) for c in colour)
+    return r, g, b
+
+
 def compose_keyframe(
-    product: Image.Image, *, pose: str, model_type: str, seed: int, width: int, label: str = ""
+    product: Image.Image,
+    *,
+    pose: str,
+    model_type: str,
+    seed: int,
+    width: int,
+    label: str = "",
+    variant: int = 0,
 ) -> Image.Image:
     """One studio frame of a stylised model wearing ``product`` in the given pose."""
     w, h = frame_size(width)
@@ -104,6 +116,10 @@ def compose_keyframe(
     top, bottom = (
         ((246, 236, 224), (214, 196, 178)) if start else ((222, 232, 246), (170, 186, 214))
     )
+    # Another take (``variant``: an admin asked for this frame again) is lit differently;
+    # the model and the garment, which the keyframe check compares, stay where they are.
+    shade = (0, -22, 18, -40, 34)[variant % 5]
+    top, bottom = _shaded(top, shade), _shaded(bottom, shade)
     frame = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(frame)
     for y in range(h):
@@ -208,6 +224,8 @@ def compose_keyframe(
 
     # Caption: tells a viewer this frame came from the offline provider.
     caption = f"{label}  ·  {pose} pose" if label else f"{pose} pose"
+    if variant:
+        caption += f"  ·  take {variant + 1}"
     font = _font(max(10, int(3.2 * u)))
     draw.text((3 * u, h - 6 * u), caption[:60], fill=(250, 250, 250), font=font)
     return frame
@@ -317,6 +335,7 @@ class OfflineImageGenerator:
                 seed=request.identity_seed,
                 width=self._width,
                 label=request.product_name,
+                variant=request.variant,
             )
         out = io.BytesIO()
         frame.save(out, format="PNG", optimize=False)
