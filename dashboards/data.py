@@ -66,9 +66,16 @@ def media_source(key: str | None) -> str | None:
     url = store.url(key)
     if not url.startswith("file://"):
         return url
-    if signed_media.local_file(store, key) is None:
+    local = signed_media.local_file(store, key)
+    if local is None:
         return None  # a local file that is gone (deleted by hand): show "not made yet"
-    return _signed(f"store/{key}")
+    try:
+        # A file remade under the same key (a keyframe an admin asked for again) gets a new
+        # link, or the browser would keep showing the cached old picture.
+        version = f"&v={local.stat().st_mtime_ns}"
+    except OSError:
+        return None
+    return _signed(f"store/{key}") + version
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
@@ -658,3 +665,15 @@ def acknowledge_alert(alert_id: str) -> None:
     with session_scope(settings()) as session:
         alerts_db.acknowledge_alert(session=session, alert_id=alert_id)
     clear()
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def _waiting_for_review(url: str) -> int:
+    from catwalk import review
+
+    return review.count_waiting(settings=settings())
+
+
+def waiting_for_review() -> int:
+    """How many jobs wait for an admin's decision (the navigation shows it)."""
+    return _waiting_for_review(_url())

@@ -19,6 +19,7 @@ def _render() -> None:
     if admin is None:
         navigation = st.navigation([st.Page(signin.page, title="Sign in", icon=":material/lock:")])
     else:
+        waiting = data.waiting_for_review()
         navigation = st.navigation(
             {
                 "Catalog": [
@@ -31,6 +32,13 @@ def _render() -> None:
                 ],
                 "Work": [
                     st.Page("app_pages/jobs.py", title="Jobs", icon=":material/motion_play:"),
+                    st.Page(
+                        "app_pages/review.py",
+                        # The count of jobs waiting for a decision, in the navigation itself.
+                        title=f"Review ({waiting})" if waiting else "Review",
+                        icon=":material/rate_review:",
+                        url_path="review",
+                    ),
                     st.Page(
                         "app_pages/job_detail.py",
                         title="Job detail",

@@ -16,6 +16,7 @@ _BADGES: dict[str, tuple[str, str, str]] = {
     JobStatus.GENERATING_IMAGES: ("Making keyframes", "blue", ":material/photo_camera:"),
     JobStatus.GENERATING_VIDEO: ("Rendering video", "violet", ":material/movie:"),
     JobStatus.UPLOADING: ("Publishing", "orange", ":material/cloud_upload:"),
+    JobStatus.AWAITING_APPROVAL: ("Awaiting approval", "orange", ":material/rate_review:"),
     JobStatus.COMPLETED: ("Completed", "green", ":material/check_circle:"),
     JobStatus.FAILED: ("Failed", "red", ":material/error:"),
     JobStatus.CANCELLED: ("Cancelled", "gray", ":material/block:"),

@@ -24,6 +24,12 @@ def _retry(job_id: str) -> None:
 
 def _actions(detail: data.JobDetail) -> None:
     job = detail.job
+    if job.status == JobStatus.AWAITING_APPROVAL:
+        st.page_link(
+            "app_pages/review.py",
+            label="Waiting for an admin's decision: review it",
+            icon=":material/rate_review:",
+        )
     if job.is_active:
         st.button(
             "Cancel job",

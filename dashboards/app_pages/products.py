@@ -14,14 +14,35 @@ from catwalk.errors import CatwalkError, LimitExceeded, ProductImageError
 PAGE_SIZE = 12
 MODEL_TYPES = {"female": "Female model", "male": "Male model"}
 STYLES = {"smooth": "Smooth", "dynamic": "Dynamic"}
+REVIEWS = {
+    "default": "Review: the default",
+    "none": "No review: publish when ready",
+    "keyframes": "Review the keyframes before the video is bought",
+    "publish": "Review the video before it goes live",
+    "both": "Review the keyframes and the video",
+}
 logger = logging.getLogger(__name__)
 
 
 def _options(prefix: str) -> dict[str, str]:
-    return {
+    options = {
         "modelType": st.session_state.get(f"{prefix}_model", "female"),
         "videoStyle": st.session_state.get(f"{prefix}_style", "smooth"),
     }
+    review = st.session_state.get(f"{prefix}_review", "default")
+    if review != "default":
+        options["review"] = review
+    return options
+
+
+def _review_choice(key: str) -> None:
+    default = data.settings().review
+    st.selectbox(
+        "Review",
+        list(REVIEWS),
+        format_func=lambda k: f"Review: the default ({default})" if k == "default" else REVIEWS[k],
+        key=key,
+    )
 
 
 def _submit(product_id: str, options: dict[str, str]) -> submission.Submission:
@@ -128,6 +149,7 @@ def _product_card(row: data.ProductRow) -> None:
             st.selectbox(
                 "Style", list(STYLES), format_func=STYLES.__getitem__, key=f"opt_{row.id}_style"
             )
+            _review_choice(f"opt_{row.id}_review")
             st.button(
                 "Start",
                 key=f"gen_{row.id}",
