@@ -254,3 +254,20 @@ def test_a_job_waits_across_a_worker_restart(stack: Stack) -> None:
     assert done.status is JobStatus.COMPLETED, done.error_message
     assert services.count("pika") == 1
     assert done.product.video_key == done.video_key
+
+
+def test_a_decision_prefect_never_heard_of_is_finished_by_the_worker(stack: Stack) -> None:
+    """The decision is in the database but nobody resumed the run (Prefect was down at that
+    moment, say): the worker's reconciler (every 30 s) resumes it."""
+    from catwalk.db import jobs
+
+    out = stack.cli("generate", "demo-tee", "--review", "keyframes", "--json")
+    job_id = json.loads(out)["jobId"]
+    job, _ = _wait_status(stack, job_id, JobStatus.AWAITING_APPROVAL)
+    _wait_run(stack, job.flow_run_id, "Suspended")
+    settings = Settings(CATWALK_HOME=stack.home)  # type: ignore[call-arg]
+    with session_scope(settings) as session:
+        jobs.decide_review(session=session, job_id=job_id, decision="approve", by="test")
+    done, services = _wait_status(stack, job_id, JobStatus.COMPLETED, JobStatus.FAILED, timeout=180)
+    assert done.status is JobStatus.COMPLETED, done.error_message
+    assert services.count("pika") == 1

@@ -6,8 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Request, status
 from fastapi.params import Depends
+from fastapi.responses import JSONResponse
 
-from catwalk.api.schemas import ErrorBody, ReviewDecisionBody, ReviewOutcome
+from catwalk.api.schemas import (
+    ErrorBody,
+    ReviewDecisionBody,
+    ReviewOutcome,
+    ValidationErrorBody,
+)
 from catwalk.config import Settings
 from catwalk.db import queries, session_scope
 from catwalk.errors import CatwalkError, InputError
@@ -25,6 +31,8 @@ def register(app: FastAPI, *, prefix: str, guarded: list[Depends]) -> None:
         401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
         404: {"model": ErrorBody, "description": "No job with that id."},
         409: _CONFLICT,
+        400: {"model": ErrorBody, "description": "A body that is not UTF-8 JSON."},
+        422: {"model": ValidationErrorBody, "description": "A malformed body."},
     }
 
     def decide(request: Request, job_id: str, decision: str, note: str) -> ReviewOutcome:
@@ -87,7 +95,12 @@ def register(app: FastAPI, *, prefix: str, guarded: list[Depends]) -> None:
     ) -> Any:
         body = body or ReviewDecisionBody()
         if body.regenerate:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY, detail="regenerate goes with approve"
+            why = "regenerate goes with approve, not reject"
+            return JSONResponse(
+                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                content={
+                    "detail": why,
+                    "errors": [{"loc": ["body", "regenerate"], "msg": why, "type": "value_error"}],
+                },
             )
         return decide(request, jobId, "reject", body.note)
