@@ -17,12 +17,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from catwalk import lifecycle
 from catwalk.config import Settings, get_settings
@@ -36,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 # A decision can land between the flow recording AWAITING_APPROVAL and Prefect suspending
 # the run (milliseconds): the resume waits this long for the run to be suspendable.
-RESUME_WAIT_SECONDS = 15.0
+# A person is waiting on the answer: past this the worker's reconciler (every 30 s) does it.
+RESUME_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,6 @@ def waiting(*, settings: Settings | None = None, limit: int = 200) -> list[Waiti
 
 
 def count_waiting(*, settings: Settings | None = None) -> int:
-    from sqlalchemy import func
-
     with session_scope(settings) as session:
         return int(
             session.scalar(
@@ -130,14 +128,15 @@ def decide(
     decided = retry_db(take, settings=settings)
     if decided.ended is not None:
         lifecycle.after_commit(decided.ended, settings=settings, webhook_attempts=1)
-        _delete_rejected(settings)
+        if decided.point == "publish":
+            _delete_rejected(settings)
     else:
         _move_on(decided, settings=settings, launcher=launcher)
     return decided
 
 
 def _delete_rejected(settings: Settings) -> None:
-    # The rejected video's files were queued in the decision's transaction; delete them now
+    # An unapproved video's files were queued in the ending's transaction; delete them now
     # (housekeeping retries what fails).
     try:
         lifecycle.delete_pending()
@@ -152,20 +151,16 @@ def _move_on(decided: jobs.Decided, *, settings: Settings, launcher: Any | None)
             return
         if _run_exists(decided.flow_run_id):
             return  # not suspended yet, or Prefect is down: the reconciler resumes it
-    from catwalk.submission import default_launcher
+    from catwalk.submission import launch_job
 
-    chosen = launcher or default_launcher(settings)
-    run_id = chosen.launch(
-        job_id=decided.job_id,
-        product_id=decided.product_id,
-        options=decided.options,
+    launch_job(
+        decided.job_id,
+        decided.product_id,
+        decided.options,
         run_key=f"job-{decided.job_id}-review-{decided.round + 1}",
+        settings=settings,
+        launcher=launcher,
     )
-    if run_id:
-        with session_scope(settings) as session:
-            job = session.get(VideoJob, decided.job_id)
-            if job is not None:
-                job.flow_run_id = run_id
 
 
 def _run_exists(flow_run_id: str) -> bool:
@@ -238,6 +233,7 @@ def expire(*, settings: Settings | None = None, now: dt.datetime | None = None) 
         lifecycle.after_commit(ended, settings=settings)
         expired.append(job_id)
     if expired:
+        # Background work (worker, housekeeping): the files a publish-point expiry queued.
         _delete_rejected(settings)
         logger.info("review expired for %d job(s): %s", len(expired), ", ".join(expired))
     return expired
@@ -264,16 +260,13 @@ def resume_decided_runs(*, settings: Settings | None = None) -> list[str]:
             ),
             limit=200,
         )
-    by_id = {str(run.id): run for run in runs}
-    if not by_id:
+    run_ids = [str(run.id) for run in runs]
+    if not run_ids:
         return []
     with session_scope(settings) as session:
-        rows: Sequence[VideoJob] = session.scalars(
-            select(VideoJob).where(VideoJob.flow_run_id.in_(list(by_id)))
-        ).all()
         todo = [
             (job.id, job.flow_run_id, job.status, (job.review or {}).get("decisions", []))
-            for job in rows
+            for job in session.scalars(select(VideoJob).where(VideoJob.flow_run_id.in_(run_ids)))
         ]
     moved: list[str] = []
     for job_id, run_id, status, decisions in todo:

@@ -161,25 +161,46 @@ def submit_job(
             job_id=job.id, status=job.status, created=created, estimated_time=ESTIMATED_JOB_SECONDS
         )
     if created:
-        launcher = launcher or default_launcher(settings)
-        try:
-            run_id = launcher.launch(
-                job_id=submission.job_id, product_id=product_id, options=job_options.to_dict()
-            )
-        except Exception as exc:  # any launch failure at all must not strand the job
-            _fail_unlaunched(submission.job_id, exc, settings=settings)
-            if isinstance(exc, CatwalkError):
-                raise  # already says what went wrong, in words (and types) callers know
-            raise LaunchError(
-                f"job {submission.job_id} could not be started: {describe(exc)}",
-                job_id=submission.job_id,
-            ) from exc
-        if run_id:
-            with session_scope(settings) as session:
-                launched = queries.get_job(session=session, job_id=submission.job_id)
-                if launched is not None and launched.flow_run_id is None:
-                    launched.flow_run_id = run_id
+        launch_job(
+            submission.job_id,
+            product_id,
+            job_options.to_dict(),
+            settings=settings,
+            launcher=launcher,
+        )
     return submission
+
+
+def launch_job(
+    job_id: str,
+    product_id: str,
+    options: dict[str, Any],
+    *,
+    run_key: str | None = None,
+    settings: Settings,
+    launcher: Launcher | None = None,
+) -> None:
+    """Start a recorded job's run (a submission, a retry, a review decision) and note its
+    flow run. A launch that fails ends the job FAILED with the reason, never PENDING with
+    nothing to run it, and raises (``LaunchError`` unless the error is already catwalk's)."""
+    launcher = launcher or default_launcher(settings)
+    # A first run needs no key (the launcher's own default); a relaunch names itself.
+    extra = {"run_key": run_key} if run_key else {}
+    try:
+        run_id = launcher.launch(job_id=job_id, product_id=product_id, options=options, **extra)
+    except Exception as exc:  # any launch failure at all must not strand the job
+        _fail_unlaunched(job_id, exc, settings=settings)
+        if isinstance(exc, CatwalkError):
+            raise  # already says what went wrong, in words (and types) callers know
+        raise LaunchError(
+            f"job {job_id} could not be started: {describe(exc)}", job_id=job_id
+        ) from exc
+    if run_id:
+        # The run names itself too when it starts (start_job): the same id either way.
+        with session_scope(settings) as session:
+            session.execute(
+                update(VideoJob).where(VideoJob.id == job_id).values(flow_run_id=run_id)
+            )
 
 
 def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> None:
@@ -247,20 +268,14 @@ def retry_job(
     settings = settings or get_settings()
     with session_scope(settings) as session:
         product_id, options, generation = jobs.reset_for_retry(session=session, job_id=job_id)
-    launcher = launcher or default_launcher(settings)
-    run_id = launcher.launch(
-        job_id=job_id,
-        product_id=product_id,
-        options=options,
+    launch_job(
+        job_id,
+        product_id,
+        options,
         run_key=f"job-{job_id}-retry-{generation}",
+        settings=settings,
+        launcher=launcher,
     )
-    if run_id:
-        with session_scope(settings) as session:
-            session.execute(
-                update(VideoJob)
-                .where(VideoJob.id == job_id, VideoJob.flow_run_id.is_(None))
-                .values(flow_run_id=run_id)
-            )
     return Submission(
         job_id=job_id, status=JobStatus.PENDING, created=True, estimated_time=ESTIMATED_JOB_SECONDS
     )

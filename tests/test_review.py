@@ -328,3 +328,51 @@ def test_the_http_api_approves_and_tells_the_second_admin(priced: Settings) -> N
         assert [(d["decision"], d["by"], d.get("note")) for d in decisions] == [
             ("approve", "api", "looks right")
         ]
+
+
+def test_an_approval_whose_run_cannot_start_fails_the_job_instead_of_stranding_it(
+    priced: Settings,
+) -> None:
+    from catwalk.errors import LaunchError
+
+    class Broken:
+        def launch(self, **_: Any) -> str | None:
+            raise OSError("No space left on device")
+
+    job_id = _waiting_job("keyframes")
+    with pytest.raises(LaunchError, match="No space left on device"):
+        review.decide(job_id, "approve", by="test", launcher=Broken())
+    job = _job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error_message is not None
+    assert job.error_message.startswith("submit: could not start the job: ")
+    assert job.error_message.endswith("No space left on device")
+    assert _problems() == []
+
+
+def test_a_run_coming_back_to_an_open_review_point_keeps_its_since(priced: Settings) -> None:
+    job_id = _waiting_job("keyframes")
+    first = _job(job_id)
+    # A resumed run's steps before the point set their own status on the way back.
+    with session_scope() as session:
+        session.execute(
+            update(VideoJob)
+            .where(VideoJob.id == job_id)
+            .values(status=JobStatus.GENERATING_IMAGES, current_step="generating keyframes")
+        )
+    with session_scope() as session:
+        _, opened = jobs.open_review(
+            session=session, job_id=job_id, point="keyframes", quote=Decimal(1)
+        )
+    again = _job(job_id)
+    assert not opened
+    assert (again.status, again.awaiting_since, again.review_quote) == (
+        JobStatus.AWAITING_APPROVAL,
+        first.awaiting_since,
+        first.review_quote,
+    )
+    with session_scope() as session:
+        waits = [
+            e for e in queries.events_for_job(session=session, job_id=job_id) if e.step == "review"
+        ]
+    assert len(waits) == 1
