@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 ModelType = Literal["female", "male"]
 VideoStyle = Literal["smooth", "dynamic"]
@@ -18,8 +18,20 @@ POSES: tuple[Pose, Pose] = ("start", "end")
 # keyframes (before the video is bought), before the product points at the new video, both.
 ReviewMode = Literal["none", "keyframes", "publish", "both"]
 ReviewPoint = Literal["keyframes", "publish"]
-REVIEW_MODES: tuple[str, ...] = ("none", "keyframes", "publish", "both")
 ReviewDecisionKind = Literal["approve", "reject", "regenerate-start", "regenerate-end"]
+REVIEW_MODES: tuple[str, ...] = get_args(ReviewMode)
+REVIEW_DECISIONS: tuple[str, ...] = get_args(ReviewDecisionKind)
+_REVIEW_POINTS: dict[str, tuple[ReviewPoint, ...]] = {
+    "none": (),
+    "keyframes": ("keyframes",),
+    "publish": ("publish",),
+    "both": ("keyframes", "publish"),
+}
+
+
+def review_points(mode: str) -> tuple[ReviewPoint, ...]:
+    """The points a job with review ``mode`` stops at, in the order it reaches them."""
+    return _REVIEW_POINTS[mode]
 
 
 class JobStatus(enum.StrEnum):
@@ -75,15 +87,6 @@ class JobOptions:
     video_style: VideoStyle = "smooth"
     # None: the REVIEW setting of the worker that starts the job.
     review: ReviewMode | None = None
-
-    def review_points(self, default: ReviewMode = "none") -> tuple[ReviewPoint, ...]:
-        mode = self.review or default
-        return {
-            "none": (),
-            "keyframes": ("keyframes",),
-            "publish": ("publish",),
-            "both": ("keyframes", "publish"),
-        }[mode]  # type: ignore[return-value]
 
     @classmethod
     def from_mapping(cls, raw: dict[str, object] | None) -> JobOptions:

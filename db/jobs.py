@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catwalk.config import get_settings
-from catwalk.domain import ACTIVE_STATUSES, JobStatus
+from catwalk.domain import ACTIVE_STATUSES, REVIEW_DECISIONS, JobStatus
 from catwalk.errors import InputError, JobAlreadyEnded, ReviewConflict
 from catwalk.scrub import without_paths
 
@@ -298,20 +298,21 @@ def open_review(
 ) -> tuple[VideoJob, bool]:
     """Stop the job at a review point: AWAITING_APPROVAL, with what it waits for, since when
     and what approving would still cost. Returns (job, opened now); a run of the same round
-    coming back to the point (a resumed run, a re-run) finds it already open."""
+    coming back to the point (a resumed run, a re-run) finds it already open: it keeps its
+    "since", and only its status is put back (the steps before the point set their own)."""
     job = _job(session, job_id)
     if job.status.is_final:
         raise JobAlreadyEnded(f"job {job_id} is already {job.status.value}")
-    if job.status is JobStatus.AWAITING_APPROVAL and job.awaiting == point:
-        return job, False
     label = REVIEW_LABELS[point]
+    opened = job.awaiting != point  # a decision clears it: set means still undecided
     job.status = JobStatus.AWAITING_APPROVAL
+    job.current_step = job.wait_reason = f"waiting for approval of {label}"
+    job.queue_position = None
+    if not opened:
+        return job, False
     job.awaiting = point
     job.awaiting_since = utcnow()
     job.review_quote = quote
-    job.current_step = f"waiting for approval of {label}"
-    job.wait_reason = job.current_step
-    job.queue_position = None
     queries.record_event(
         session=session,
         job_id=job_id,
@@ -337,9 +338,6 @@ class Decided:
     ended: Ended | None = None  # set for a rejection: the job ended CANCELLED
 
 
-REVIEW_DECISIONS = ("approve", "reject", "regenerate-start", "regenerate-end")
-
-
 def decide_review(
     *,
     session: Session,
@@ -353,8 +351,9 @@ def decide_review(
     """Take an admin's decision on a waiting job, once: of two admins deciding at the same
     moment one wins and the other gets ``ReviewConflict``.
 
-    ``approve`` and ``regenerate-*`` make the job PENDING again (a regenerated frame's old
-    file is queued for deletion and a new round asks again); ``reject`` ends it CANCELLED
+    ``approve`` and ``regenerate-*`` make the job PENDING again (a regenerated frame is
+    dropped from the job, remade under the same key, and a new round asks again);
+    ``reject`` ends it CANCELLED
     with its reservation reconciled (what it did not spend is given back) and, at the
     publish point, queues the unapproved video and poster for deletion. ``point`` (when
     given) is the point the decider saw: a decision meant for another one is refused.
@@ -399,11 +398,10 @@ def decide_review(
     if not claimed:
         raise ReviewConflict(_not_waiting(_job(session, job_id)))
     session.refresh(job)
-    review = dict(job.review or {})
     record = {"point": waiting_at, "decision": decision, "by": by, "at": now.isoformat()}
     if note:
         record["note"] = one_line(note, 300)
-    review["decisions"] = [*review.get("decisions", []), record]
+    review = _with_decision(job, record)
     if decision == "approve":
         review["approved"] = sorted({*review.get("approved", []), waiting_at})
     if decision.startswith("regenerate"):
@@ -427,16 +425,8 @@ def decide_review(
     )
     ended = None
     if decision == "reject":
-        _drop_unapproved_video(session, job, waiting_at, "rejected")
         reason = f"rejected at review of {label} by {by}" + (f": {record['note']}" if note else "")
-        ended = end_job(
-            session=session,
-            job_id=job_id,
-            outcome=JobStatus.CANCELLED,
-            reason=reason,
-            step="review",
-            webhook=webhook,
-        )
+        ended = _cancel_reviewed(session, job, waiting_at, reason, webhook)
     return Decided(
         job_id=job_id,
         product_id=job.product_id,
@@ -449,15 +439,33 @@ def decide_review(
     )
 
 
-def _drop_unapproved_video(session: Session, job: VideoJob, point: str, why: str) -> None:
-    """A video never approved is never published: queue its files for deletion. (One the
-    product already shows is kept: key_in_use guards it.)"""
+def _with_decision(job: VideoJob, record: dict[str, Any]) -> dict[str, Any]:
+    """The job's review record with one more decision (a new dict: the column is JSON)."""
+    review = dict(job.review or {})
+    review["decisions"] = [*review.get("decisions", []), record]
+    return review
+
+
+def _cancel_reviewed(
+    session: Session, job: VideoJob, point: str, reason: str, webhook: bool | None
+) -> Ended | None:
+    """End a reviewed job CANCELLED (rejected, expired). A video never approved is never
+    published: its files are queued for deletion (one the product shows is kept:
+    key_in_use guards it)."""
     if point == "publish":
         for key in (job.video_key, job.poster_key):
             if key:
-                session.add(PendingDeletion(key=key, reason=f"{why} on review of {job.id}"))
+                session.add(PendingDeletion(key=key, reason=f"unapproved video of job {job.id}"))
         job.video_key = job.poster_key = None
     session.flush()
+    return end_job(
+        session=session,
+        job_id=job.id,
+        outcome=JobStatus.CANCELLED,
+        reason=reason,
+        step="review",
+        webhook=webhook,
+    )
 
 
 def expire_review(
@@ -470,36 +478,28 @@ def expire_review(
 ) -> Ended | None:
     """End CANCELLED a job still waiting since before ``cutoff``; None if it was decided
     meanwhile (the claim is conditional, like a decision)."""
-    job = _job(session, job_id)
-    point = job.awaiting
+    point = _job(session, job_id).awaiting
+    if point is None:
+        return None
     claimed = session.execute(
         update(VideoJob)
         .where(
             VideoJob.id == job_id,
             VideoJob.status == JobStatus.AWAITING_APPROVAL,
+            VideoJob.awaiting == point,
             VideoJob.awaiting_since < cutoff,
         )
         .values(review_round=VideoJob.review_round + 1)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
-    if not claimed or point is None:
+    if not claimed:
         return None
-    session.refresh(job)
-    review = dict(job.review or {})
-    review["decisions"] = [
-        *review.get("decisions", []),
-        {"point": point, "decision": "expired", "by": "catwalk", "at": utcnow().isoformat()},
-    ]
-    job.review = review
-    _drop_unapproved_video(session, job, point, "expired")
-    return end_job(
-        session=session,
-        job_id=job_id,
-        outcome=JobStatus.CANCELLED,
-        reason=f"review expired: nobody decided on {REVIEW_LABELS[point]} within {hours:g} h",
-        step="review",
-        webhook=webhook,
+    job = _job(session, job_id)
+    job.review = _with_decision(
+        job, {"point": point, "decision": "expired", "by": "catwalk", "at": utcnow().isoformat()}
     )
+    reason = f"review expired: nobody decided on {REVIEW_LABELS[point]} within {hours:g} h"
+    return _cancel_reviewed(session, job, point, reason, webhook)
 
 
 def _not_waiting(job: VideoJob) -> str:
@@ -598,8 +598,8 @@ def cancel(
     )
     waiting = job.status is JobStatus.AWAITING_APPROVAL
     if waiting or (job.status is JobStatus.PENDING and job.started_at is None):
-        # Nothing runs for a job that waits for review: it ends now (its suspended run is
-        # cancelled in Prefect by the caller, catwalk.review).
+        # Nothing runs for a job that waits for review: it ends now (Ended.suspended_run
+        # tells lifecycle.after_commit to cancel its suspended run in Prefect).
         ended = end_job(
             session=session,
             job_id=job_id,

@@ -347,11 +347,11 @@ def job_to_contract(
     return payload
 
 
-def review_summary(job: VideoJob, *, expires_hours: float | None = None) -> dict[str, Any]:
+def review_summary(job: VideoJob) -> dict[str, Any]:
     """The job's review points as the API shows them."""
     from catwalk.config import get_settings
 
-    hours = expires_hours if expires_hours is not None else get_settings().review_expires_hours
+    hours = get_settings().review_expires_hours
     since = job.awaiting_since
     return {
         "mode": job.review_mode,

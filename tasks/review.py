@@ -28,7 +28,8 @@ from prefect.input import RunInput
 
 from catwalk import pricing
 from catwalk.config import get_settings
-from catwalk.domain import JobOptions, JobStatus, ReviewPoint
+from catwalk.domain import JobStatus, ReviewDecisionKind, ReviewPoint
+from catwalk.domain import review_points as domain_review_points
 from catwalk.errors import ConfigError, ReviewConflict
 
 Gate = Literal["go", "waiting", "again", "ended"]
@@ -37,7 +38,7 @@ Gate = Literal["go", "waiting", "again", "ended"]
 class ReviewDecision(RunInput):
     """The Prefect UI's resume form for a job waiting for review."""
 
-    decision: Literal["approve", "reject", "regenerate-start", "regenerate-end"] = "approve"
+    decision: ReviewDecisionKind = "approve"
     note: str = ""
 
 
@@ -49,8 +50,7 @@ def review_points(job_id: str) -> tuple[ReviewPoint, ...]:
             job = queries.get_job(session=session, job_id=job_id)
             if job is None:
                 return ()
-            mode = job.review_mode or get_settings().review
-            return JobOptions(review=mode).review_points()  # type: ignore[arg-type]
+            return domain_review_points(job.review_mode or get_settings().review)
 
     return retry_db(read)
 

@@ -63,7 +63,7 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         ) from exc
 
 
-def _unknown(job_id: str) -> HTTPException:
+def unknown_job(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown job {job_id!r}")
 
 
@@ -170,7 +170,7 @@ def register(
         settings: Settings = request.app.state.settings
         with session_scope(settings) as session:
             if queries.get_job(session=session, job_id=jobId) is None:
-                raise _unknown(jobId)
+                raise unknown_job(jobId)
         try:
             submission = retry_job(jobId, settings=settings, launcher=request.app.state.launcher)
         except InputError as exc:
@@ -201,5 +201,5 @@ def register(
         settings: Settings = request.app.state.settings
         with session_scope(settings) as session:
             if queries.get_job(session=session, job_id=jobId) is None:
-                raise _unknown(jobId)
+                raise unknown_job(jobId)
         return CancelledJob(jobId=jobId, status=cancel_job(jobId, settings=settings))

@@ -8,6 +8,7 @@ from fastapi import Body, FastAPI, HTTPException, Request, status
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
+from catwalk.api.extra import unknown_job
 from catwalk.api.schemas import (
     ErrorBody,
     ReviewDecisionBody,
@@ -41,7 +42,7 @@ def register(app: FastAPI, *, prefix: str, guarded: list[Depends]) -> None:
         settings: Settings = request.app.state.settings
         with session_scope(settings) as session:
             if queries.get_job(session=session, job_id=job_id) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown job {job_id!r}")
+                raise unknown_job(job_id)
         try:
             decided = review.decide(
                 job_id,
