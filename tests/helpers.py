@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,3 +67,66 @@ def atom_offsets(path: Path) -> dict[str, int]:
             break
         pos += size
     return offsets
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def operator_env(home: Path, **extra: str) -> dict[str, str]:
+    """An operator's environment for ``catwalk worker`` in ``home``: none of the test
+    suite's Prefect or database settings, small frames, a 1 s video, no retry delays."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL", "PREFECT_LOGGING_LEVEL")
+        and not k.startswith("PREFECT_SERVER_")
+    }
+    env.update(
+        CATWALK_HOME=str(home),
+        OFFLINE_FRAME_WIDTH="96",
+        VIDEO_DURATION_SECONDS="1",
+        RETRY_DELAY_SECONDS="0",
+        **extra,
+    )
+    return env
+
+
+def start_worker(port: int, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """``catwalk worker --port N`` in its own session; returns once it says it is running
+    (with its output so far), or raises with that output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catwalk.cli", "worker", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("catwalk worker exited early:\n" + "".join(lines))
+        lines.append(line)
+        if "worker running" in line:
+            return proc, lines
+    proc.kill()
+    raise AssertionError("catwalk worker did not start:\n" + "".join(lines))
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> str:
+    """``catwalk <args>`` as a user runs it; its stdout, or a failure with all it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "catwalk.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -16,6 +16,7 @@ from tests.test_dashboard_browser import (
     Dashboard,
     _snap,
     dashboard,  # noqa: F401 - the fixture, shared
+    play,
 )
 
 pytestmark = [
@@ -107,14 +108,7 @@ def test_review_queue_remake_a_frame_approve_and_play(dashboard: Dashboard) -> N
             video = page.locator(".st-key-card_demo-tee video")
             expect(video).to_be_visible()
             video.scroll_into_view_if_needed()
-            facts = video.evaluate(
-                """async (v) => {
-                    v.muted = true;
-                    await v.play();
-                    await new Promise((ok) => setTimeout(ok, 800));
-                    return {ready: v.readyState, time: v.currentTime, error: v.error && v.error.code};
-                }"""
-            )
+            facts = play(video)
             assert facts["error"] is None and facts["ready"] >= 2 and facts["time"] > 0
             _snap(page, "review-3-published.png")
         except BaseException:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pytest
 from catwalk.deployments.stack import free_port
 
 from catwalk import catalog
+from tests.helpers import operator_env, run_cli, start_worker
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,55 +34,16 @@ class Worker:
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "catwalk.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     home = tmp_path_factory.mktemp("observe") / "home"
     port = free_port()
-    # An operator's environment: none of the test suite's Prefect or database settings.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL", "PREFECT_LOGGING_LEVEL")
-        and not k.startswith("PREFECT_SERVER_")
-    }
-    env.update(
-        CATWALK_HOME=str(home),
-        OFFLINE_FRAME_WIDTH="96",
-        VIDEO_DURATION_SECONDS="1",
-        RETRY_DELAY_SECONDS="0",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catwalk.cli", "worker", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
+    env = operator_env(home)
+    proc, lines = start_worker(port, env)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "catwalk worker exited early:\n" + "".join(lines)
-            lines.append(line)
-            if "worker running" in line:
-                break
         api = f"http://127.0.0.1:{port}/api"
         yield Worker(port, api, {**env, "PREFECT_API_URL": api}, lines)
     finally:

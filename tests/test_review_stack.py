@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from catwalk.deployments.stack import free_port
 from catwalk import catalog
 from catwalk.config import Settings
 from catwalk.domain import JobStatus
+from tests.helpers import operator_env, run_cli, start_worker
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,25 +45,7 @@ class Stack:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "catwalk.cli", "worker", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        lines: list[str] = []
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            assert line, "catwalk worker exited early:\n" + "".join(lines)
-            lines.append(line)
-            if "worker running" in line:
-                return
-        pytest.fail("catwalk worker did not start:\n" + "".join(lines))
+        self.proc, _ = start_worker(self.port, self.env)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -72,17 +54,8 @@ class Stack:
         self.proc = None
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "catwalk.cli", *args],
-            cwd=ROOT,
-            env={**self.env, "PREFECT_API_URL": self.api, "CATWALK_LAUNCHER": "deployment"},
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        env = {**self.env, "PREFECT_API_URL": self.api, "CATWALK_LAUNCHER": "deployment"}
+        return run_cli(*args, env=env, timeout=180)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
@@ -93,17 +66,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("review-stack") / "home"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PREFECT_API_URL", "DATABASE_URL", "REDIS_URL", "PREFECT_LOGGING_LEVEL")
-        and not k.startswith("PREFECT_SERVER_")
-    }
-    env.update(
-        CATWALK_HOME=str(home),
-        OFFLINE_FRAME_WIDTH="96",
-        VIDEO_DURATION_SECONDS="1",
-        RETRY_DELAY_SECONDS="0",
+    env = operator_env(
+        home,
         KEYFRAME_CHECK="off",
         # Long enough a video step that the approved run's process is seen working.
         OFFLINE_VIDEO_LATENCY_SECONDS="4",
