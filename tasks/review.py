@@ -62,7 +62,8 @@ def quote(point: ReviewPoint) -> Decimal:
         return Decimal(0)
     try:
         return pricing.estimate_calls_cost(get_settings(), images=0, video=True)
-    except ConfigError:
+    except ConfigError as exc:
+        get_run_logger().warning("the video's price is unknown, quoted as $0: %s", exc)
         return Decimal(0)
 
 
@@ -136,9 +137,10 @@ def _after(job_id: str, point: ReviewPoint) -> Gate:
 
 
 def review_gate(job_id: str, point: ReviewPoint) -> Gate:
-    """Stop at ``point`` if the job reviews there: "go" on, "again" (remake the keyframes,
-    then call again), "ended" (rejected or cancelled) or "waiting" (embedded mode: the run
-    ends, a decision starts a new one). From a deployment this suspends the flow run."""
+    """Stop at ``point`` (one of the job's ``review_points``) until decided: "go" on,
+    "again" (remake the keyframes, then call again), "ended" (rejected or cancelled) or
+    "waiting" (embedded mode: the run ends, a decision starts a new one). From a deployment
+    this suspends the flow run."""
     round_ = open_review(job_id, point)
     if round_ is None:
         return "go"
