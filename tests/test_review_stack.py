@@ -180,7 +180,10 @@ def test_a_waiting_job_holds_nothing_and_an_approval_finishes_it(stack: Stack) -
     assert done.status is JobStatus.COMPLETED, done.error_message
     assert services == ["nano_banana", "nano_banana", "pika"]  # one video call
     assert done.product.video_key == done.video_key
-    assert _run(stack, done.flow_run_id)["state_type"] == "COMPLETED"  # the same run resumed
+    # The same run resumed. The job row is marked done a moment before the run returns and
+    # Prefect records its final state, so wait for that state rather than read it once.
+    assert done.flow_run_id == job.flow_run_id
+    assert _wait_run(stack, done.flow_run_id, "Completed")["state_type"] == "COMPLETED"
 
 
 def test_the_prefect_ui_resume_form_decides_too(stack: Stack) -> None:
