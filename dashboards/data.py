@@ -27,6 +27,7 @@ from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, Product, VideoJob
 from sqlalchemy import ScalarSelect, Select, and_, func, or_, select
 
+from catwalk import failures
 from catwalk.clients import factory, media, signed_media
 from catwalk.config import Settings, get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
@@ -289,10 +290,16 @@ class JobRow:
     error: str | None
     retry_count: int
     cancel_requested: bool
+    failure_kind: str | None = None
 
     @property
     def is_active(self) -> bool:
         return JobStatus(self.status).is_active
+
+    @property
+    def explanation(self) -> failures.Explanation | None:
+        """Why it failed (or was cancelled) in plain words, and the actions that help."""
+        return failures.explain(JobStatus(self.status), self.failure_kind, self.error)
 
 
 def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
@@ -316,6 +323,7 @@ def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
         error=job.error_message,
         retry_count=job.retry_count,
         cancel_requested=job.cancel_requested,
+        failure_kind=job.failure_kind,
     )
 
 

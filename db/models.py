@@ -126,6 +126,8 @@ class VideoJob(Base):
     review: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The failure's class (catwalk/failures.FailureKind): picks the reason and the actions.
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)

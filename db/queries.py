@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
+from catwalk import failures
 from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
 from catwalk.errors import ConfigError, ProductNotFound
 from catwalk.identifiers import check_id, check_image_ref, clean_name, is_valid_id
@@ -344,6 +345,9 @@ def job_to_contract(
         payload["quality"] = quality
     if job.review_mode and job.review_mode != "none":
         payload["review"] = review_summary(job)
+    explained = failures.explain(job.status, job.failure_kind, job.error_message)
+    if explained is not None:
+        payload["failure"] = {k: v for k, v in explained.as_dict().items() if k != "details"}
     return payload
 
 

@@ -533,6 +533,56 @@ def test_retry_shows_the_extra_cost_first_then_restarts_the_job(
     assert "retry_job" not in [b.key for b in at.button]
 
 
+def test_refused_keyframes_explain_themselves_and_offer_new_keyframes_not_a_retry(
+    priced: Settings, launcher: RecordingLauncher
+) -> None:
+    raw = "video: content_policy_violation (image_urls: ... [model_moderated])"
+    job_id = make_job(
+        "demo-hoodie",
+        JobStatus.FAILED,
+        error_message=raw,
+        failure_kind="keyframes_refused",
+        completed_at=utcnow(),
+        image_keys={"start": "demo-hoodie/x/keyframe-start.png", "end": "demo-hoodie/x/e.png"},
+        progress=60,
+    )
+    at = signed_in("app_pages/job_detail.py", job=job_id)
+    shown = [e.value for e in at.error]
+    assert any("The video model refused these keyframes" in v for v in shown), shown
+    assert all("[model_moderated]" not in v for v in shown)  # the raw text only under details
+    assert raw in [t.value for t in at.text]
+    keys = [b.key for b in at.button]
+    assert "retry_job" not in keys  # the same frames would be refused again in a second
+    # Two keyframes (2 x $0.05) and the video (2 s at $0.04), as the price list says.
+    assert at.button(key="new_keyframes").label == "New keyframes for $0.180"
+    at.button(key="new_keyframes").click().run()
+    assert [c["job_id"] for c in launcher.launches] == [job_id]
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None and job.status is JobStatus.PENDING and job.image_keys == {}
+
+
+def test_start_over_makes_a_new_job_and_shows_it(
+    admin: Settings, launcher: RecordingLauncher
+) -> None:
+    job_id = make_job(
+        "demo-tee",
+        JobStatus.FAILED,
+        error_message="keyframe start: IMAGE_SAFETY",
+        failure_kind="photo_refused",
+        completed_at=utcnow(),
+    )
+    at = signed_in("app_pages/job_detail.py", job=job_id)
+    assert [b.key for b in at.button if b.key in ("retry_job", "new_keyframes", "start_over")] == [
+        "start_over"
+    ]
+    at.button(key="start_over").click().run()
+    assert len(launcher.launches) == 1
+    new_id = launcher.launches[0]["job_id"]
+    assert new_id != job_id and launcher.launches[0]["product_id"] == "demo-tee"
+    assert at.query_params["job"] == new_id  # the page now shows the new job
+
+
 def test_cancel_from_job_detail(admin: Settings) -> None:
     job_id = make_job("demo-tee", JobStatus.GENERATING_IMAGES, started_at=utcnow(), progress=5)
     at = signed_in("app_pages/job_detail.py", job=job_id)

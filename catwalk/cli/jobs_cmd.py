@@ -67,14 +67,22 @@ def full_job_id(given: str) -> str:
 
 def retry(
     job_id: Annotated[str, typer.Argument(help="Job id or a unique prefix (6+ characters).")],
+    new_keyframes: Annotated[
+        bool,
+        typer.Option(
+            "--new-keyframes",
+            help="Make new keyframes and a new video (pays for both again): the way past a "
+            "video model that refused the keyframes.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run a failed or cancelled job again, reusing the steps it already paid for."""
     from catwalk.submission import retry_cost, retry_job
 
     full = full_job_id(job_id)
-    cost = retry_cost(full)
-    submission = retry_job(full)
+    cost = retry_cost(full, new_keyframes=new_keyframes)
+    submission = retry_job(full, new_keyframes=new_keyframes)
     if as_json:
         print(
             json.dumps(
