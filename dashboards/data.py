@@ -302,8 +302,20 @@ class JobRow:
         return failures.explain(JobStatus(self.status), self.failure_kind, self.error)
 
 
+def doing(job: JobRow) -> str:
+    """What the job is doing now, named for what happens: a PENDING job with no reason of
+    its own is a process starting (embedded) or a run waiting for a worker (deployments)."""
+    if job.wait_reason:
+        return job.wait_reason
+    if job.status == JobStatus.PENDING:
+        return "starting" if settings().launcher == "local" else "waiting for a worker"
+    return job.step
+
+
 def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
-    start = job.started_at or job.created_at
+    # From the admin's click, never from the run's start: the timer must not jump back
+    # when the run starts, and "took" must count the wait for a process or a worker too.
+    start = job.requested_at or job.created_at
     end = job.completed_at or now
     return JobRow(
         id=job.id,

@@ -580,6 +580,7 @@ def reset_for_retry(
     job.wait_reason = None
     job.error_message = job.failure_kind = None
     job.cancel_requested = False
+    job.requested_at = utcnow()  # the retry's click: its elapsed time starts here
     job.started_at = None
     job.completed_at = None
     job.queue_position = None

@@ -73,7 +73,7 @@ class VideoJob(Base):
     )
     progress: Mapped[int] = mapped_column(Integer, default=0)
     current_step: Mapped[str] = mapped_column(String(255), default="queued")
-    # Why it waits, shown plainly: "waiting for a slot", "queued at provider (position 3)".
+    # Why it waits, shown plainly: "waiting for a Pika slot", "queued at provider (position 3)".
     wait_reason: Mapped[str | None] = mapped_column(String(255))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Deterministic per job so both keyframes show the same model.
@@ -134,6 +134,8 @@ class VideoJob(Base):
 
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The admin's last click (submission or retry): elapsed times count from it.
+    requested_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]
 

@@ -395,7 +395,7 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
     assert [b.proto.value for b in bars] == [0, 50]  # newest first: the PENDING one
     labels = [b.proto.text for b in bars]
     assert "50% · queued at provider (position 3)" in labels
-    assert "0% · waiting for a slot" in labels
+    assert "0% · starting" in labels  # embedded: its process is starting, no slot is involved
     # Half done after ~30 s (plus the time the test took to sign in): about as long to go.
     remaining = re.search(r"hourglass_bottom: ~(\d+)s left", texts(at))
     assert remaining is not None and 30 <= int(remaining.group(1)) < 60
@@ -581,6 +581,30 @@ def test_start_over_makes_a_new_job_and_shows_it(
     new_id = launcher.launches[0]["job_id"]
     assert new_id != job_id and launcher.launches[0]["product_id"] == "demo-tee"
     assert at.query_params["job"] == new_id  # the page now shows the new job
+
+
+def test_elapsed_counts_from_the_click_and_a_retry_counts_its_own(
+    admin: Settings, launcher: RecordingLauncher
+) -> None:
+    from catwalk.dashboards import data
+
+    now = utcnow()
+    job_id = make_job(
+        "demo-tee",
+        JobStatus.GENERATING_IMAGES,
+        requested_at=now - dt.timedelta(seconds=100),
+        started_at=now - dt.timedelta(seconds=10),  # the process took 90 s to start
+    )
+    row = next(r for r in data.jobs(limit=10) if r.id == job_id)
+    assert 100 <= row.elapsed_seconds < 130  # not 10: the timer never jumps back
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        job.status, job.completed_at = JobStatus.FAILED, now - dt.timedelta(seconds=50)
+    submission.retry_job(job_id, settings=admin)
+    data.clear()
+    again = next(r for r in data.jobs(limit=10) if r.id == job_id)
+    assert again.elapsed_seconds < 30  # the retry's own time, from its click
 
 
 def test_cancel_from_job_detail(admin: Settings) -> None:

@@ -270,7 +270,7 @@ def show(job_id: str) -> None:
     cols[2].metric("Remaining", ui.duration(job.remaining_seconds) if job.is_active else "–")
     cols[3].metric("Cost", ui.money(job.total_cost, places=4))
     if job.is_active:
-        st.progress(job.progress / 100, text=ui.md(job.wait_reason or job.step))
+        st.progress(job.progress / 100, text=ui.md(data.doing(job)))
     if job.error and job.explanation is None:
         # A step failed and is being retried: the raw line is all there is to say yet.
         st.warning(ui.md(job.error), icon=":material/warning:")

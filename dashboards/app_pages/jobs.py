@@ -26,10 +26,7 @@ def _active_job(job: data.JobRow) -> None:
         name.caption(ui.md(job.id[:12]))
         with name:
             ui.badge(job.status)
-        waiting = job.wait_reason or (
-            "waiting for a slot" if job.status == JobStatus.PENDING else None
-        )
-        bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {waiting or job.step}"))
+        bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {data.doing(job)}"))
         if job.cancel_requested:
             bar.caption(":orange[Cancel requested]")
         timing.markdown(
