@@ -291,6 +291,16 @@ class JobRow:
     retry_count: int
     cancel_requested: bool
     failure_kind: str | None = None
+    typical_seconds: int | None = None  # how long jobs here usually take, click to done
+
+    @property
+    def longer_than_usual(self) -> bool:
+        """Past the typical length: the estimate may rise from here, and the page says why."""
+        return (
+            self.is_active
+            and self.typical_seconds is not None
+            and self.elapsed_seconds >= self.typical_seconds
+        )
 
     @property
     def is_active(self) -> bool:
@@ -312,7 +322,9 @@ def doing(job: JobRow) -> str:
     return job.step
 
 
-def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
+def _job_row(
+    job: VideoJob, product_name: str, now: dt.datetime, typical: int | None = None
+) -> JobRow:
     # From the admin's click, never from the run's start: the timer must not jump back
     # when the run starts, and "took" must count the wait for a process or a worker too.
     start = job.requested_at or job.created_at
@@ -329,7 +341,8 @@ def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
         started_at=job.started_at,
         completed_at=job.completed_at,
         elapsed_seconds=max(0.0, (end - start).total_seconds()),
-        remaining_seconds=queries.estimate_remaining_seconds(job),
+        remaining_seconds=queries.estimate_remaining_seconds(job, typical_seconds=typical),
+        typical_seconds=typical,
         total_cost=job.total_cost,
         flow_run_id=job.flow_run_id,
         error=job.error_message,
@@ -360,7 +373,8 @@ def _jobs(url: str, statuses: tuple[str, ...], search: str, limit: int) -> tuple
             )
         )
     with session_scope(settings()) as session:
-        return tuple(_job_row(job, name, now) for job, name in session.execute(stmt))
+        typical = queries.typical_job_seconds(session)
+        return tuple(_job_row(job, name, now, typical) for job, name in session.execute(stmt))
 
 
 def jobs(
@@ -450,7 +464,7 @@ def _job_detail(url: str, job_id: str) -> JobDetail | None:
         job = queries.get_job(session=session, job_id=job_id)
         if job is None:
             return None
-        row = _job_row(job, job.product.name, utcnow())
+        row = _job_row(job, job.product.name, utcnow(), queries.typical_job_seconds(session))
         events = tuple(
             TimelineRow(e.at, e.step, e.attempt, e.kind, e.message)
             for e in queries.events_for_job(session=session, job_id=job_id)

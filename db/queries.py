@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql.dml import Insert
 
 from catwalk import failures
@@ -305,14 +305,62 @@ def record_deletion_attempt(
         row.done_at = utcnow()
 
 
-def estimate_remaining_seconds(job: VideoJob, *, typical_seconds: int = 150) -> int | None:
-    """Seconds left, from the pace so far (or the typical job length before any progress)."""
+DEFAULT_JOB_SECONDS = 150  # before any job has finished here: the providers' usual pace
+_TYPICAL_SAMPLE = 50
+_TYPICAL_TTL_SECONDS = 60.0
+_typical: dict[str, tuple[float, int]] = {}  # database URL -> (measured at, seconds)
+
+
+def typical_job_seconds(session: Session) -> int:
+    """The median click-to-done time of the last completed jobs (cached for a minute: every
+    GET of a job asks, and a minute-old median is as good)."""
+    import time
+
+    bind = session.get_bind()
+    key = str(getattr(bind, "url", bind))
+    cached = _typical.get(key)
+    if cached is not None and time.monotonic() - cached[0] < _TYPICAL_TTL_SECONDS:
+        return cached[1]
+    rows = session.execute(
+        select(VideoJob.requested_at, VideoJob.completed_at)
+        .where(VideoJob.status == JobStatus.COMPLETED, VideoJob.requested_at.is_not(None))
+        .order_by(VideoJob.created_at.desc())  # ix_video_jobs_status_created: no sort
+        .limit(_TYPICAL_SAMPLE)
+    ).all()
+    took = sorted((done - asked).total_seconds() for asked, done in rows if asked and done)
+    seconds = round(took[len(took) // 2]) if len(took) >= 3 else DEFAULT_JOB_SECONDS
+    _typical[key] = (time.monotonic(), max(1, seconds))
+    return _typical[key][1]
+
+
+def estimate_remaining_seconds(job: VideoJob, *, typical_seconds: int | None = None) -> int | None:
+    """Seconds left: the typical job's length (measured here) minus the time since the click.
+
+    It only goes down. Progress percentages are not a pace (keyframes take seconds, the
+    video minutes), so a pace-based guess rises while the video renders. Past the typical
+    length (``is_overdue``) the guess comes from the pace after all, floored at 5 s, and
+    the dashboard says the job is taking longer than usual.
+    """
     if job.status.is_final:
         return 0 if job.status is JobStatus.COMPLETED else None
-    if job.started_at is None or job.progress <= 0:
-        return typical_seconds
-    elapsed = (utcnow() - job.started_at).total_seconds()
-    return max(1, round(elapsed * (100 - job.progress) / job.progress))
+    if typical_seconds is None:
+        session = object_session(job)
+        typical_seconds = typical_job_seconds(session) if session else DEFAULT_JOB_SECONDS
+    elapsed = _since_click(job)
+    if elapsed < typical_seconds:
+        return max(1, round(typical_seconds - elapsed))
+    if job.progress <= 0:
+        return 5
+    return max(5, round(elapsed * (100 - job.progress) / job.progress))
+
+
+def is_overdue(job: VideoJob, typical_seconds: int) -> bool:
+    return not job.status.is_final and _since_click(job) >= typical_seconds
+
+
+def _since_click(job: VideoJob) -> float:
+    asked = job.requested_at or job.created_at
+    return max(0.0, (utcnow() - asked).total_seconds())
 
 
 def job_to_contract(

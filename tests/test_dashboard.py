@@ -382,6 +382,7 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
         "demo-dress",
         JobStatus.GENERATING_VIDEO,
         progress=50,
+        requested_at=utcnow() - dt.timedelta(seconds=30),
         started_at=utcnow() - dt.timedelta(seconds=30),
         wait_reason="queued at provider (position 3)",
         flow_run_id="run-123",
@@ -396,9 +397,10 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
     labels = [b.proto.text for b in bars]
     assert "50% · queued at provider (position 3)" in labels
     assert "0% · starting" in labels  # embedded: its process is starting, no slot is involved
-    # Half done after ~30 s (plus the time the test took to sign in): about as long to go.
-    remaining = re.search(r"hourglass_bottom: ~(\d+)s left", texts(at))
-    assert remaining is not None and 30 <= int(remaining.group(1)) < 60
+    # 30 s after the click, with no finished job to learn from: the usual 150 s minus 30 s
+    # (less the time the test took to sign in), not the 50 % pace's 30 s.
+    remaining = re.search(r"hourglass_bottom: ~1m (\d+)s left", texts(at))
+    assert remaining is not None and 45 <= int(remaining.group(1)) <= 60, texts(at)
     metrics = {m.label: m.value for m in at.metric}
     assert (
         metrics["Waiting"] == "1" and metrics["Rendering"] == "1" and metrics["Failed today"] == "1"
@@ -712,3 +714,37 @@ def test_cost_by_day_uses_the_limits_time_zone(
     assert frame.loc[str(local_day), "pika"] == 1.0
     assert frame["pika"].sum() == 1.0
     assert len(frame) == 7
+
+
+def test_the_estimate_comes_from_how_long_jobs_took_here_and_only_falls(admin: Settings) -> None:
+    from catwalk.dashboards import data
+
+    now = utcnow()
+    for took in (40, 60, 80):  # a median of 60 s from click to done
+        make_job(
+            "demo-dress",
+            JobStatus.COMPLETED,
+            requested_at=now - dt.timedelta(seconds=took + 600),
+            completed_at=now - dt.timedelta(seconds=600),
+        )
+    queries._typical.clear()  # the per-process minute cache
+    job_id = make_job(
+        "demo-tee",
+        JobStatus.GENERATING_VIDEO,
+        progress=60,
+        requested_at=now - dt.timedelta(seconds=20),
+    )
+    row = next(r for r in data.jobs(limit=10) if r.id == job_id)
+    assert row.typical_seconds == 60 and 35 <= (row.remaining_seconds or 0) <= 40
+    assert not row.longer_than_usual
+    # Rendering for a long time at the same 60 %: the guess went down, never up...
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        later = queries.estimate_remaining_seconds(job, typical_seconds=60)
+        assert later is not None and later <= (row.remaining_seconds or 0)
+        job.requested_at = now - dt.timedelta(seconds=90)
+    data.clear()
+    # ...until the job is past the usual length: then the page says so.
+    at = signed_in("app_pages/jobs.py")
+    assert "longer than usual (usually 1m 00s)" in texts(at)

@@ -267,7 +267,13 @@ def show(job_id: str) -> None:
     cols = st.columns(4)
     cols[0].metric("Progress", f"{job.progress}%")
     cols[1].metric("Elapsed", ui.duration(job.elapsed_seconds))
-    cols[2].metric("Remaining", ui.duration(job.remaining_seconds) if job.is_active else "–")
+    cols[2].metric(
+        "Remaining",
+        ui.duration(job.remaining_seconds) if job.is_active else "–",
+        # The estimate only falls until then; past it, it may rise, and says why.
+        delta=ui.longer_than_usual(job) if job.longer_than_usual else None,
+        delta_color="off",
+    )
     cols[3].metric("Cost", ui.money(job.total_cost, places=4))
     if job.is_active:
         st.progress(job.progress / 100, text=ui.md(data.doing(job)))

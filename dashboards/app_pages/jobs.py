@@ -32,6 +32,7 @@ def _active_job(job: data.JobRow) -> None:
         timing.markdown(
             f":material/timer: {ui.duration(job.elapsed_seconds)}  \n"
             f":material/hourglass_bottom: ~{ui.duration(job.remaining_seconds)} left"
+            + (f"  \n:orange[{ui.longer_than_usual(job)}]" if job.longer_than_usual else "")
         )
         with links:
             st.page_link(
