@@ -612,6 +612,9 @@ def test_elapsed_counts_from_the_click_and_a_retry_counts_its_own(
 def test_cancel_from_job_detail(admin: Settings) -> None:
     job_id = make_job("demo-tee", JobStatus.GENERATING_IMAGES, started_at=utcnow(), progress=5)
     at = signed_in("app_pages/job_detail.py", job=job_id)
+    # Behind a confirmation: the page shows only the popover until it is opened.
+    assert [p.proto.popover.label for p in at.get("popover")] == ["Cancel job"]
+    assert at.button(key="cancel_job").label == "Yes, cancel it"
     at.button(key="cancel_job").click().run()
     assert "asked to stop" in at.info[0].value
     assert at.button(key="cancel_job").disabled

@@ -90,14 +90,7 @@ def _actions(detail: data.JobDetail) -> None:
             icon=":material/rate_review:",
         )
     if job.is_active:
-        st.button(
-            "Cancel job",
-            key="cancel_job",
-            icon=":material/block:",
-            disabled=job.cancel_requested,
-            on_click=actions.cancel,
-            args=(job.id,),
-        )
+        actions.cancel_button(job, key="cancel_job", label="Cancel job")
         if job.cancel_requested:
             st.caption(":orange[Cancel requested: the job stops at its next checkpoint.]")
         return

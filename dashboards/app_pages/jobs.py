@@ -44,14 +44,7 @@ def _active_job(job: data.JobRow) -> None:
             run_url = data.prefect_run_url(job.flow_run_id)
             if run_url:
                 st.link_button("Prefect run", run_url, icon=":material/open_in_new:")
-            st.button(
-                "Cancel",
-                key=f"cancel_{job.id}",
-                icon=":material/block:",
-                disabled=job.cancel_requested,
-                on_click=actions.cancel,
-                args=(job.id,),
-            )
+            actions.cancel_button(job, key=f"cancel_{job.id}", label="Cancel")
 
 
 def _history_frame(rows: tuple[data.JobRow, ...]) -> pd.DataFrame:
