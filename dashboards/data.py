@@ -254,7 +254,7 @@ def _products(url: str, search: str, status: str, offset: int, limit: int) -> Pr
                     job_status=job.status.value if job else None,
                     job_progress=job.progress if job else 0,
                     job_step=(job.wait_reason or job.current_step) if job else None,
-                    job_error=job.error_message if job else None,
+                    job_error=_plain_error(job) if job else None,
                     active_job_id=active_id,
                 )
             )
@@ -310,6 +310,12 @@ class JobRow:
     def explanation(self) -> failures.Explanation | None:
         """Why it failed (or was cancelled) in plain words, and the actions that help."""
         return failures.explain(JobStatus(self.status), self.failure_kind, self.error)
+
+
+def _plain_error(job: VideoJob) -> str | None:
+    """A failed job's reason in plain words (the raw text is on its job page)."""
+    said = failures.explain(job.status, job.failure_kind, job.error_message)
+    return said.reason if said is not None and said.kind != "unknown" else job.error_message
 
 
 def doing(job: JobRow) -> str:

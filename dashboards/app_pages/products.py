@@ -124,17 +124,18 @@ def _product_card(row: data.ProductRow) -> None:
             if (row.active_job_id or row.job_status == "FAILED")
             else ("COMPLETED" if row.video_key else None)
         )
-        badge, link = st.columns([3, 2], vertical_alignment="center")
-        if status is not None:  # a product never generated says so in its video box already
-            with badge:
+        # A row that wraps instead of two fixed columns: at 1280 px "Latest job" was cut off.
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            if status is not None:  # a product never generated says so in its video box
                 ui.badge(status)
-        if row.job_id:
-            link.page_link(
-                "app_pages/job_detail.py",
-                label="Latest job",
-                icon=":material/receipt_long:",
-                query_params={"job": row.job_id},
-            )
+            if row.job_id:
+                st.page_link(
+                    "app_pages/job_detail.py",
+                    label="Latest job",
+                    icon=":material/receipt_long:",
+                    query_params={"job": row.job_id},
+                    width="content",
+                )
         if row.active_job_id:
             st.progress(row.job_progress / 100, text=ui.md(row.job_step or "queued"))
         elif row.job_status == "FAILED":
@@ -190,7 +191,7 @@ with st.container(border=True):
     )
     style.selectbox("Style", list(STYLES), format_func=STYLES.__getitem__, key="batch_style")
     action.button(
-        f"Generate {len(selected)} video(s)" if selected else "Tick products to generate",
+        f"Generate {len(selected)} video(s)" if selected else "Select products",
         key="generate_selected",
         type="primary",
         icon=":material/auto_awesome:",
