@@ -445,6 +445,7 @@ def test_job_detail_shows_keyframes_video_timeline_and_costs(admin: Settings, mp
             keys[pose] = object_key("demo-tee", job_id, f"keyframe-{pose}")
             store.put_bytes(keys[pose], Path(seed_photo()).read_bytes(), "image/jpeg")
         job.image_keys = keys
+        job.image_provider, job.video_provider = "offline", "fal"
         for attempt, ok in ((1, False), (2, True)):
             session.add(
                 LedgerEntry(
@@ -480,6 +481,11 @@ def test_job_detail_shows_keyframes_video_timeline_and_costs(admin: Settings, mp
     assert "provider said 503" in set(timeline["message"])
     assert list(charges["attempt"]) == [1, 2] and list(charges["ok"]) == [False, True]
     assert {m.label: m.value for m in at.metric}["Cost"] == "$0.4000"
+    # Keyframes drawn offline are labelled as a preview; the real video is not.
+    assert [i.value for i in at.info if "Offline preview" in i.value] == [
+        "Offline preview: the keyframes were made on this machine without the AI providers "
+        "(set IMAGE_PROVIDER=nano-banana and VIDEO_PROVIDER=pika for real ones)."
+    ]
 
 
 def seed_photo() -> str:

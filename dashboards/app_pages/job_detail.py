@@ -130,6 +130,23 @@ def _retry_button(detail: data.JobDetail) -> None:
 
 
 def _media(detail: data.JobDetail) -> None:
+    offline = [
+        what
+        for what, provider in (
+            ("keyframes", detail.image_provider),
+            ("video", detail.video_provider),
+        )
+        if provider == "offline"
+    ]
+    if offline:
+        # The offline providers draw a pictogram model and a crossfade: a preview of the
+        # pipeline, not of what Nano Banana and Pika would make. Say so where people look.
+        st.info(
+            f"Offline preview: the {' and '.join(offline)} were made on this machine without "
+            "the AI providers (set IMAGE_PROVIDER=nano-banana and VIDEO_PROVIDER=pika for real "
+            "ones).",
+            icon=":material/science:",
+        )
     start, end, video = st.columns(3)
     for column, pose in ((start, "start"), (end, "end")):
         source = data.media_source(detail.image_keys.get(pose))
