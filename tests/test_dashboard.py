@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from catwalk.dashboards import auth
+from catwalk.dashboards import auth, sessions
 from catwalk.db import queries, session_scope, stats
 from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, LedgerEntry, Product
@@ -184,8 +184,19 @@ def test_right_password_opens_every_page(admin: Settings) -> None:
         at.switch_page(page).run()
         assert not at.exception
         assert at.title[0].value == title
+    session_id = at.session_state["dashboard_session"]
+    assert sessions.admin_of(admin, session_id) == "admin"
     sign_out = next(b for b in at.sidebar.button if b.label == "Sign out")
     sign_out.click().run()
+    assert [t.value for t in at.title] == [":material/movie: catwalk"]
+    # Revoked where every process (and the cookie's next visit) looks.
+    assert sessions.admin_of(admin, session_id) is None
+
+
+def test_a_session_revoked_elsewhere_ends_here_too(admin: Settings) -> None:
+    at = signed_in()
+    sessions.revoke(admin, at.session_state["dashboard_session"])
+    at.switch_page("app_pages/jobs.py").run()
     assert [t.value for t in at.title] == [":material/movie: catwalk"]
 
 
@@ -350,11 +361,20 @@ def test_product_filters(admin: Settings, mp4: bytes, choice: str, expected: set
 
 def test_product_search(admin: Settings) -> None:
     at = signed_in()
-    at.text_input(key="product_search").input("HOOD").run()
+    at.text_input(key="q").input("HOOD").run()
     assert [c.key for c in at.checkbox] == ["sel_demo-hoodie"]
-    at.text_input(key="product_search").input("no such thing").run()
+    at.text_input(key="q").input("no such thing").run()
     assert at.checkbox.len == 0
     assert "No product matches" in at.info[0].value
+
+
+def test_a_search_link_keeps_its_query_through_sign_in(admin: Settings) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["q"] = "HOOD"
+    at = sign_in(at.run())
+    assert [t.value for t in at.title] == ["Products"]
+    assert at.text_input(key="q").value == "HOOD"
+    assert [c.key for c in at.checkbox] == ["sel_demo-hoodie"]
 
 
 def test_products_are_paged(admin: Settings) -> None:
@@ -369,7 +389,7 @@ def test_products_are_paged(admin: Settings) -> None:
     at.number_input(key="product_page").set_value(3).run()
     assert at.checkbox.len == 6
     # A search with fewer matches brings the page back in range instead of showing nothing.
-    at.text_input(key="product_search").input("extra 0").run()
+    at.text_input(key="q").input("extra 0").run()
     assert sorted(c.key for c in at.checkbox) == [f"sel_extra-{n:02d}" for n in range(10)]
 
 

@@ -164,7 +164,8 @@ st.title("Products")
 ui.show_flashes()
 
 search_col, filter_col = st.columns([2, 3], vertical_alignment="bottom")
-search = search_col.text_input("Search", placeholder="Name or id", key="product_search")
+# Bound to ?q=, so a search is a link: shared, bookmarked, kept through sign-in and reloads.
+search = search_col.text_input("Search", placeholder="Name or id", key="q", bind="query-params")
 status = (
     filter_col.segmented_control("Show", data.PRODUCT_FILTERS, default="All", key="product_filter")
     or "All"
