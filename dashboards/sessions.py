@@ -169,6 +169,17 @@ def revoke(settings: Settings, session_id: str, *, now: dt.datetime | None = Non
         )
 
 
+def revoke_all(settings: Settings, *, now: dt.datetime | None = None) -> None:
+    """Sign everyone out (a new admin password: the old one's sign-ins end with it)."""
+    now = now or utcnow()
+    with session_scope(settings) as session:
+        session.execute(
+            update(DashboardSession)
+            .where(DashboardSession.revoked_at.is_(None), DashboardSession.expires_at > now)
+            .values(revoked_at=now, handoff_hash=None, handoff_until=None)
+        )
+
+
 def _set_cookie(response: Response, request: Request, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,

@@ -141,6 +141,9 @@ def page() -> None:
                     st.rerun()
                 st.error(result.message, icon=":material/lock:")
             if not (settings.admin_password or settings.admin_password_hash):
-                st.caption("The password was printed by `catwalk dashboard` when it started.")
+                st.caption(
+                    "The password was printed by `catwalk dashboard` when it was made; "
+                    "`catwalk dashboard --reset-password` makes a new one."
+                )
         if oidc_configured():
             st.button("Sign in with single sign-on", on_click=st.login, width="stretch")

@@ -210,18 +210,75 @@ def test_password_hash_from_the_environment(
     assert at.title[0].value == "Products"
 
 
-def test_embedded_mode_generates_a_password_and_keeps_only_its_hash(
+def test_embedded_mode_makes_a_password_once_and_keeps_only_its_hash(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     st.cache_data.clear()
-    password = auth.generate_embedded_password(settings)
+    password = auth.embedded_password(settings)
+    assert password
     stored = auth.generated_hash_path(settings)
     assert password not in stored.read_text()
     assert stored.read_text().startswith("scrypt$")
     assert stored.stat().st_mode & 0o777 == 0o600
+    # A restart keeps it (and has nothing to print).
+    assert auth.embedded_password(settings) is None
+    assert auth.check_password(settings, password)
     at = fresh_app()
     assert "printed by `catwalk dashboard`" in texts(at)
     assert sign_in(at, password).title[0].value == "Products"
+    new = auth.embedded_password(settings, reset=True)
+    assert new and new != password
+    assert auth.check_password(settings, new)
+    assert not auth.check_password(settings, password)
+    assert list(stored.parent.glob("*.tmp")) == []
+
+
+def _start_dashboard(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    """``catwalk dashboard`` up to the point where it becomes Streamlit (exec is the edge)."""
+    from typer.testing import CliRunner
+
+    from catwalk.cli import dashboard_cmd
+    from catwalk.cli.app import app
+
+    execs: list[list[str]] = []
+    monkeypatch.setattr(dashboard_cmd.os, "execve", lambda _exe, cmd, _env: execs.append(cmd))
+    result = CliRunner().invoke(app, ["dashboard", *args])
+    assert result.exception is not None or execs, result.output
+    return result
+
+
+def _printed_password(output: str) -> str | None:
+    found = re.search(r"admin password \(new.*\): (\S+)", output)
+    return found.group(1) if found else None
+
+
+def test_catwalk_dashboard_prints_the_embedded_password_only_when_it_makes_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _printed_password(_start_dashboard(monkeypatch).output)
+    assert first and auth.check_password(settings, first)
+    again = _start_dashboard(monkeypatch).output
+    assert _printed_password(again) is None
+    assert first not in again
+    assert "--reset-password" in again
+    assert auth.check_password(settings, first)
+
+    signed_in_before = sessions.start(settings, "admin")
+    reset = _printed_password(_start_dashboard(monkeypatch, "--reset-password").output)
+    assert reset and reset != first
+    assert auth.check_password(settings, reset) and not auth.check_password(settings, first)
+    # The old password's sign-ins end with it.
+    assert sessions.admin_of(settings, signed_in_before.session_id) is None
+    assert _printed_password(_start_dashboard(monkeypatch).output) is None
+
+
+def test_reset_password_refuses_a_configured_password(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reset_settings(monkeypatch, CATWALK_ADMIN_PASSWORD=PASSWORD)
+    result = _start_dashboard(monkeypatch, "--reset-password")
+    assert "CATWALK_ADMIN_PASSWORD" in str(result.exception)
+    assert not auth.generated_hash_path(settings).exists()
 
 
 def test_without_any_credential_nobody_gets_in(settings: Settings) -> None:

@@ -164,3 +164,13 @@ def test_the_end_route_revokes_and_clears_the_cookie(
     assert "max-age=0" in answer.headers["set-cookie"].lower()
     assert sessions.admin_of_cookie(settings, value) is None
     assert sessions.COOKIE not in client.cookies
+
+
+def test_revoke_all_signs_everyone_out(settings: Settings) -> None:
+    _, first = signed_in_cookie(settings)
+    _, second = signed_in_cookie(settings, "boss@shop.com")
+    sessions.revoke_all(settings)
+    assert sessions.admin_of_cookie(settings, first) is None
+    assert sessions.admin_of_cookie(settings, second) is None
+    _, after = signed_in_cookie(settings)
+    assert sessions.admin_of_cookie(settings, after) == "admin"
