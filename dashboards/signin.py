@@ -49,6 +49,8 @@ def _password_admin() -> str | None:
     if not session_id:
         # A new browser session (a reload, a link, a new tab): the cookie says who signed in.
         cookie = st.context.cookies.get(sessions.COOKIE)
+        # isinstance: under AppTest (no browser) the session's client is a mock, and so is
+        # what its cookies return.
         session_id = (
             sessions.session_of_cookie(settings, cookie, now=time.time())
             if isinstance(cookie, str) and cookie

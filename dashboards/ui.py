@@ -34,6 +34,14 @@ def badge(status: str) -> None:
     st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
 
 
+#: How much of a job id the dashboard shows: /job?job= and every CLI command take it back.
+SHORT_ID = 8
+
+
+def short_id(job_id: str) -> str:
+    return job_id[:SHORT_ID]
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

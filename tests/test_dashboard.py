@@ -348,10 +348,10 @@ def test_generate_one_answers_with_the_job_and_never_starts_a_second(
     assert len(launcher.launches) == 1
     job_id = launcher.launches[0]["job_id"]
     assert launcher.launches[0]["options"] == {"modelType": "male", "videoStyle": "dynamic"}
-    assert f"Started job {job_id} for demo-dress." in [s.value for s in at.success]
+    assert f"Started job {job_id[:8]} for demo-dress." in [s.value for s in at.success]
     at.button(key="gen_demo-dress").click().run()
     assert len(launcher.launches) == 1
-    assert f"demo-dress: a video is already in progress (job {job_id})." in [
+    assert f"demo-dress: a video is already in progress (job {job_id[:8]})." in [
         i.value for i in at.info
     ]
     # The card now shows the job in flight.
@@ -483,7 +483,7 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
     links = [b.proto.url for b in at.get("link_button")]
     assert links == ["http://prefect.example/runs/flow-run/run-123"]
     table = at.dataframe[0].value
-    assert set(table["job"]) >= {queued}
+    assert set(table["job"]) >= {queued[:8]}
     assert "keyframes: refused" in set(table["error"])
 
 
@@ -492,14 +492,14 @@ def test_jobs_page_filters_by_status(admin: Settings) -> None:
     failed = make_job("demo-jacket", JobStatus.FAILED, completed_at=utcnow())
     at = signed_in("app_pages/jobs.py")
     at.multiselect(key="job_status_filter").select("FAILED").run()
-    assert list(at.dataframe[0].value["job"]) == [failed]
+    assert list(at.dataframe[0].value["job"]) == [failed[:8]]
 
 
 def test_cancel_from_the_jobs_page(admin: Settings) -> None:
     job_id = make_job("demo-tee", JobStatus.PENDING)
     at = signed_in("app_pages/jobs.py")
     at.button(key=f"cancel_{job_id}").click().run()
-    assert f"Job {job_id} cancelled." in [i.value for i in at.info]
+    assert f"Job {job_id[:8]} cancelled." in [i.value for i in at.info]
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.status is JobStatus.CANCELLED
@@ -555,6 +555,20 @@ def test_job_detail_shows_keyframes_video_timeline_and_costs(admin: Settings, mp
     assert "provider said 503" in set(timeline["message"])
     assert list(charges["attempt"]) == [1, 2] and list(charges["ok"]) == [False, True]
     assert {m.label: m.value for m in at.metric}["Cost"] == "$0.4000"
+
+
+def test_job_detail_takes_the_short_id_it_shows(admin: Settings) -> None:
+    job_id = make_job("demo-tee", JobStatus.FAILED, error="video: refused")
+    at = signed_in("app_pages/job_detail.py", job=job_id[:8].upper())
+    assert at.title[0].value == "Coral crew-neck tee"
+    assert f"Job {job_id[:8]} · product demo-tee" in texts(at)
+    assert job_id not in texts(at)
+    at.query_params["job"] = job_id[:4]
+    at.run()
+    assert "is too short: give at least 6 characters" in at.error[0].value
+    at.query_params["job"] = "f" * 32 if not job_id.startswith("f") else "0" * 32
+    at.run()
+    assert "unknown job" in at.error[0].value
 
 
 def seed_photo() -> str:

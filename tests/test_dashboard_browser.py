@@ -339,7 +339,7 @@ def test_sign_in_lasts_through_reloads_and_links(dashboard: Dashboard) -> None:
             password.fill(dashboard.password)
             page.get_by_role("button", name="Sign in", exact=True).click()
             expect(job_title).to_be_visible()
-            expect(page.get_by_text(f"Job {job_id}")).to_be_visible()
+            expect(page.get_by_text(f"Job {job_id[:8]} ·")).to_be_visible()
             assert page.url == job_url
 
             cookie = _session_cookie(context)
@@ -349,7 +349,7 @@ def test_sign_in_lasts_through_reloads_and_links(dashboard: Dashboard) -> None:
 
             page.reload()
             expect(job_title).to_be_visible()
-            expect(page.get_by_text(f"Job {job_id}")).to_be_visible()
+            expect(page.get_by_text(f"Job {job_id[:8]} ·")).to_be_visible()
             expect(password).to_have_count(0)
             assert page.url == job_url
             _snap(page, "dashboard-7-job-after-reload.png")
@@ -361,6 +361,9 @@ def test_sign_in_lasts_through_reloads_and_links(dashboard: Dashboard) -> None:
             expect(costs_title).to_be_visible()
             expect(page.get_by_text("Page not found")).to_have_count(0)
             _snap(page, "dashboard-8-costs-after-reload.png")
+            # The short id the pages show is a link too.
+            page.goto(f"{dashboard.url}/job?job={job_id[:8]}")
+            expect(job_title).to_be_visible()
             page.goto(f"{dashboard.url}/products?q=hood")
             expect(page.locator(".st-key-card_demo-hoodie")).to_be_visible()
             expect(page.locator(".st-key-card_demo-tee")).to_have_count(0)

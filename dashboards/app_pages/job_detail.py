@@ -9,7 +9,7 @@ from catwalk.dashboards import actions, data, ui
 
 from catwalk import submission
 from catwalk.domain import JobStatus
-from catwalk.errors import CatwalkError
+from catwalk.errors import CatwalkError, InputError
 
 
 def _retry(job_id: str) -> None:
@@ -18,7 +18,9 @@ def _retry(job_id: str) -> None:
     except CatwalkError as exc:
         ui.flash("error", exc.user_message)
     else:
-        ui.flash("success", f"Job {job_id} restarted; it reuses what it already paid for.")
+        ui.flash(
+            "success", f"Job {ui.short_id(job_id)} restarted; it reuses what it already paid for."
+        )
     data.clear()
 
 
@@ -195,7 +197,7 @@ def show(job_id: str) -> None:
     st.title(ui.md(job.product_name))
     st.caption(
         ui.md(
-            f"Job {job.id} · product {job.product_id} · "
+            f"Job {ui.short_id(job.id)} · product {job.product_id} · "
             + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
         )
     )
@@ -237,7 +239,7 @@ if not job_id:
             index=None,
             placeholder="Pick a recent job",
             format_func=lambda i: next(
-                f"{r.product_name} · {ui.status_label(r.status)} · {r.id[:12]}"
+                f"{r.product_name} · {ui.status_label(r.status)} · {ui.short_id(r.id)}"
                 for r in recent
                 if r.id == i
             ),
@@ -246,9 +248,16 @@ if not job_id:
             st.query_params["job"] = choice
             st.rerun()
 else:
-    detail = data.job_detail(job_id)
-    # Only a job still moving needs refreshing; a finished one is drawn once.
-    if detail is not None and detail.job.is_active:
-        live(job_id)
+    try:
+        # A link may carry the short id the pages show (or any unique prefix of 6+).
+        full_id = data.resolve_job_id(job_id)
+    except InputError as exc:
+        st.title("Job detail")
+        st.error(ui.md(f"{exc.user_message}."), icon=":material/search_off:")
     else:
-        show(job_id)
+        detail = data.job_detail(full_id)
+        # Only a job still moving needs refreshing; a finished one is drawn once.
+        if detail is not None and detail.job.is_active:
+            live(full_id)
+        else:
+            show(full_id)

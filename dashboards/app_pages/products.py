@@ -59,9 +59,10 @@ def _generate_one(product_id: str) -> None:
         ui.flash("error", f"{product_id}: {exc.user_message}")
     else:
         if result.created:
-            ui.flash("success", f"Started job {result.job_id} for {product_id}.")
+            ui.flash("success", f"Started job {ui.short_id(result.job_id)} for {product_id}.")
         else:
-            ui.flash("info", f"{product_id}: a video is already in progress (job {result.job_id}).")
+            short = ui.short_id(result.job_id)
+            ui.flash("info", f"{product_id}: a video is already in progress (job {short}).")
     data.clear()
 
 
