@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from catwalk.clients import signed_media
 from catwalk.config import Settings, get_settings
-from catwalk.errors import CatwalkError
+from catwalk.errors import ConfigError
 
 COOKIE = "catwalk_session"
 ROUTE = "/catwalk-session"
@@ -53,13 +53,14 @@ class Started:
     token: str
 
 
-def _key(settings: Settings) -> bytes:
+def signing_key(settings: Settings) -> bytes:
+    """The key the session cookie is signed with (the key file is made on first use)."""
     if settings.dashboard_session_secret is not None:
         secret = settings.dashboard_session_secret.get_secret_value().encode()
     else:
         secret = install_secret(settings.catwalk_home / KEY_FILE)
     if len(secret) < 32:
-        raise CatwalkError(
+        raise ConfigError(
             "the dashboard's session secret is too short: DASHBOARD_SESSION_SECRET needs 32+ "
             f"characters, or delete {KEY_FILE} in CATWALK_HOME to make a new key"
         )
@@ -93,7 +94,7 @@ def start(settings: Settings, admin: str, *, now: dt.datetime | None = None) -> 
 
 def cookie_value(settings: Settings, session_id: str, expires: int) -> str:
     """The signed cookie naming ``session_id``, good until ``expires`` (Unix seconds)."""
-    sig = signed_media.signature(_key(settings), _VERSION, session_id, str(expires))
+    sig = signed_media.signature(signing_key(settings), _VERSION, session_id, str(expires))
     return f"{_VERSION}.{session_id}.{expires}.{sig}"
 
 
@@ -129,7 +130,7 @@ def session_of_cookie(settings: Settings, value: str, *, now: float) -> str | No
     if version != _VERSION or not session_id or not sig or not expires_text.isdigit():
         return None
     refused = signed_media.refusal(
-        _key(settings),
+        signing_key(settings),
         _VERSION,
         session_id,
         expires_text,

@@ -272,6 +272,18 @@ def test_catwalk_dashboard_prints_the_embedded_password_only_when_it_makes_one(
     assert _printed_password(_start_dashboard(monkeypatch).output) is None
 
 
+def test_a_short_session_secret_stops_the_dashboard_before_it_starts(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reset_settings(
+        monkeypatch, CATWALK_ADMIN_PASSWORD=PASSWORD, DASHBOARD_SESSION_SECRET="tiny-k3y"
+    )
+    result = _start_dashboard(monkeypatch)
+    assert "DASHBOARD_SESSION_SECRET needs 32+ characters" in str(result.exception)
+    # The secret itself is never shown.
+    assert "tiny-k3y" not in result.output + str(result.exception)
+
+
 def test_reset_password_refuses_a_configured_password(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

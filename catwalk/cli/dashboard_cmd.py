@@ -56,10 +56,13 @@ def dashboard(
     # The st.App around the pages: it adds the route that serves media to signed links only.
     app_file = Path(str(resources.files("catwalk.dashboards") / "server.py"))
     try:
-        media_links.signing_key(settings)  # made now: a home it cannot write is one line here
+        # Made now: a home it cannot write (or a short DASHBOARD_SESSION_SECRET) is one line
+        # here, not a traceback at the first sign-in.
+        media_links.signing_key(settings)
+        sessions.signing_key(settings)
     except OSError as exc:
         raise ConfigError(
-            f"cannot keep the dashboard's media key in CATWALK_HOME: {exc.strerror or exc}"
+            f"cannot keep the dashboard's keys in CATWALK_HOME: {exc.strerror or exc}"
         ) from exc
 
     if settings.admin_password_hash:
