@@ -36,5 +36,5 @@ def cancel(job_id: str) -> None:
             if status is JobStatus.CANCELLED
             else "asked to stop; it stops at its next checkpoint"
         )
-        ui.flash("info", f"Job {job_id} {note}.")
+        ui.flash("info", f"Job {ui.short_id(job_id)} {note}.")
     data.clear()

@@ -511,6 +511,15 @@ def job_detail(job_id: str) -> JobDetail | None:
     return _job_detail(_url(), job_id)
 
 
+def resolve_job_id(given: str) -> str:
+    """The full id of a job given by id or unique prefix (6+ characters), as the CLI takes it.
+
+    Raises InputError (its message is for the user) when none or several jobs match.
+    """
+    with session_scope(settings()) as session:
+        return queries.resolve_job_id(session=session, given=given)
+
+
 def prefect_run_url(flow_run_id: str | None) -> str | None:
     base = settings().prefect_ui_url
     if not base or not flow_run_id:

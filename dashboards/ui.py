@@ -39,6 +39,14 @@ def longer_than_usual(job: Any) -> str:
     return f"longer than usual (usually {duration(job.typical_seconds)})"
 
 
+#: How much of a job id the dashboard shows: /job?job= and every CLI command take it back.
+SHORT_ID = 8
+
+
+def short_id(job_id: str) -> str:
+    return job_id[:SHORT_ID]
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

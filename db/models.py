@@ -337,9 +337,33 @@ class SigninThrottle(Base):
         return f"SigninThrottle(scope={self.scope!r}, failures={self.failures})"
 
 
+class DashboardSession(Base):
+    """A signed-in dashboard browser: its cookie names this row, so signing out (revoked_at)
+    ends it in every process at once, whatever the cookie's own expiry says."""
+
+    __tablename__ = "dashboard_sessions"
+
+    # Random; the signed cookie carries it.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    expires_at: Mapped[Timestamp] = mapped_column(index=True)
+    revoked_at: Mapped[dt.datetime | None]
+    # SHA-256 of the one-time token the browser trades for the cookie; cleared once traded.
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_until: Mapped[dt.datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"DashboardSession(id={self.id[:6]!r}..., admin={self.admin!r}, "
+            f"expires_at={self.expires_at!r}, revoked_at={self.revoked_at!r})"
+        )
+
+
 __all__ = [
     "Alert",
     "Base",
+    "DashboardSession",
     "JobEvent",
     "LedgerEntry",
     "LedgerHour",

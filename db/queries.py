@@ -20,7 +20,7 @@ from sqlalchemy.sql.dml import Insert
 
 from catwalk import failures
 from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from catwalk.errors import ConfigError, ProductNotFound
+from catwalk.errors import ConfigError, InputError, ProductNotFound
 from catwalk.identifiers import check_id, check_image_ref, clean_name, is_valid_id
 
 
@@ -96,6 +96,37 @@ def create_job(
 
 def get_job(*, session: Session, job_id: str) -> VideoJob | None:
     return session.get(VideoJob, job_id) if is_valid_id(job_id) else None
+
+
+#: The shortest job-id prefix accepted: 6 hex characters make a clash between a shop's
+#: jobs of one year unlikely, and a clash is refused, never guessed.
+MIN_JOB_PREFIX = 6
+
+
+def resolve_job_id(*, session: Session, given: str) -> str:
+    """The full id of the one job whose id is ``given`` or starts with it (>= 6 characters).
+
+    Raises InputError for an unknown id, a prefix too short, or one matching several jobs.
+    """
+    given = given.strip().lower()
+    if session.get(VideoJob, given) is not None:
+        return given
+    escaped = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches = list(
+        session.scalars(
+            select(VideoJob.id).where(VideoJob.id.like(f"{escaped}%", escape="\\")).limit(3)
+        )
+    )
+    if not matches:
+        raise InputError(f"unknown job {given!r}")
+    if len(given) < MIN_JOB_PREFIX:
+        raise InputError(
+            f"job id prefix {given!r} is too short: give at least {MIN_JOB_PREFIX} characters"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(m[:12] for m in matches[:2])
+        raise InputError(f"job id prefix {given!r} matches several jobs ({shown}, ...): give more")
+    return matches[0]
 
 
 def list_jobs(

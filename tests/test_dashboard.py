@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from catwalk.dashboards import auth
+from catwalk.dashboards import auth, sessions
 from catwalk.db import queries, session_scope, stats
 from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, LedgerEntry, Product
@@ -184,8 +184,19 @@ def test_right_password_opens_every_page(admin: Settings) -> None:
         at.switch_page(page).run()
         assert not at.exception
         assert at.title[0].value == title
+    session_id = at.session_state["dashboard_session"]
+    assert sessions.admin_of(admin, session_id) == "admin"
     sign_out = next(b for b in at.sidebar.button if b.label == "Sign out")
     sign_out.click().run()
+    assert [t.value for t in at.title] == [":material/movie: catwalk"]
+    # Revoked where every process (and the cookie's next visit) looks.
+    assert sessions.admin_of(admin, session_id) is None
+
+
+def test_a_session_revoked_elsewhere_ends_here_too(admin: Settings) -> None:
+    at = signed_in()
+    sessions.revoke(admin, at.session_state["dashboard_session"])
+    at.switch_page("app_pages/jobs.py").run()
     assert [t.value for t in at.title] == [":material/movie: catwalk"]
 
 
@@ -199,18 +210,87 @@ def test_password_hash_from_the_environment(
     assert at.title[0].value == "Products"
 
 
-def test_embedded_mode_generates_a_password_and_keeps_only_its_hash(
+def test_embedded_mode_makes_a_password_once_and_keeps_only_its_hash(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     st.cache_data.clear()
-    password = auth.generate_embedded_password(settings)
+    password = auth.embedded_password(settings)
+    assert password
     stored = auth.generated_hash_path(settings)
     assert password not in stored.read_text()
     assert stored.read_text().startswith("scrypt$")
     assert stored.stat().st_mode & 0o777 == 0o600
+    # A restart keeps it (and has nothing to print).
+    assert auth.embedded_password(settings) is None
+    assert auth.check_password(settings, password)
     at = fresh_app()
     assert "printed by `catwalk dashboard`" in texts(at)
     assert sign_in(at, password).title[0].value == "Products"
+    new = auth.embedded_password(settings, reset=True)
+    assert new and new != password
+    assert auth.check_password(settings, new)
+    assert not auth.check_password(settings, password)
+    assert list(stored.parent.glob("*.tmp")) == []
+
+
+def _start_dashboard(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    """``catwalk dashboard`` up to the point where it becomes Streamlit (exec is the edge)."""
+    from typer.testing import CliRunner
+
+    from catwalk.cli import dashboard_cmd
+    from catwalk.cli.app import app
+
+    execs: list[list[str]] = []
+    monkeypatch.setattr(dashboard_cmd.os, "execve", lambda _exe, cmd, _env: execs.append(cmd))
+    result = CliRunner().invoke(app, ["dashboard", *args])
+    assert result.exception is not None or execs, result.output
+    return result
+
+
+def _printed_password(output: str) -> str | None:
+    found = re.search(r"admin password \(new.*\): (\S+)", output)
+    return found.group(1) if found else None
+
+
+def test_catwalk_dashboard_prints_the_embedded_password_only_when_it_makes_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _printed_password(_start_dashboard(monkeypatch).output)
+    assert first and auth.check_password(settings, first)
+    again = _start_dashboard(monkeypatch).output
+    assert _printed_password(again) is None
+    assert first not in again
+    assert "--reset-password" in again
+    assert auth.check_password(settings, first)
+
+    signed_in_before = sessions.start(settings, "admin")
+    reset = _printed_password(_start_dashboard(monkeypatch, "--reset-password").output)
+    assert reset and reset != first
+    assert auth.check_password(settings, reset) and not auth.check_password(settings, first)
+    # The old password's sign-ins end with it.
+    assert sessions.admin_of(settings, signed_in_before.session_id) is None
+    assert _printed_password(_start_dashboard(monkeypatch).output) is None
+
+
+def test_a_short_session_secret_stops_the_dashboard_before_it_starts(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reset_settings(
+        monkeypatch, CATWALK_ADMIN_PASSWORD=PASSWORD, DASHBOARD_SESSION_SECRET="tiny-k3y"
+    )
+    result = _start_dashboard(monkeypatch)
+    assert "DASHBOARD_SESSION_SECRET needs 32+ characters" in str(result.exception)
+    # The secret itself is never shown.
+    assert "tiny-k3y" not in result.output + str(result.exception)
+
+
+def test_reset_password_refuses_a_configured_password(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reset_settings(monkeypatch, CATWALK_ADMIN_PASSWORD=PASSWORD)
+    result = _start_dashboard(monkeypatch, "--reset-password")
+    assert "CATWALK_ADMIN_PASSWORD" in str(result.exception)
+    assert not auth.generated_hash_path(settings).exists()
 
 
 def test_without_any_credential_nobody_gets_in(settings: Settings) -> None:
@@ -280,10 +360,10 @@ def test_generate_one_answers_with_the_job_and_never_starts_a_second(
     assert len(launcher.launches) == 1
     job_id = launcher.launches[0]["job_id"]
     assert launcher.launches[0]["options"] == {"modelType": "male", "videoStyle": "dynamic"}
-    assert f"Started job {job_id} for demo-dress." in [s.value for s in at.success]
+    assert f"Started job {job_id[:8]} for demo-dress." in [s.value for s in at.success]
     at.button(key="gen_demo-dress").click().run()
     assert len(launcher.launches) == 1
-    assert f"demo-dress: a video is already in progress (job {job_id})." in [
+    assert f"demo-dress: a video is already in progress (job {job_id[:8]})." in [
         i.value for i in at.info
     ]
     # The card now shows the job in flight.
@@ -350,11 +430,20 @@ def test_product_filters(admin: Settings, mp4: bytes, choice: str, expected: set
 
 def test_product_search(admin: Settings) -> None:
     at = signed_in()
-    at.text_input(key="product_search").input("HOOD").run()
+    at.text_input(key="q").input("HOOD").run()
     assert [c.key for c in at.checkbox] == ["sel_demo-hoodie"]
-    at.text_input(key="product_search").input("no such thing").run()
+    at.text_input(key="q").input("no such thing").run()
     assert at.checkbox.len == 0
     assert "No product matches" in at.info[0].value
+
+
+def test_a_search_link_keeps_its_query_through_sign_in(admin: Settings) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["q"] = "HOOD"
+    at = sign_in(at.run())
+    assert [t.value for t in at.title] == ["Products"]
+    assert at.text_input(key="q").value == "HOOD"
+    assert [c.key for c in at.checkbox] == ["sel_demo-hoodie"]
 
 
 def test_products_are_paged(admin: Settings) -> None:
@@ -369,7 +458,7 @@ def test_products_are_paged(admin: Settings) -> None:
     at.number_input(key="product_page").set_value(3).run()
     assert at.checkbox.len == 6
     # A search with fewer matches brings the page back in range instead of showing nothing.
-    at.text_input(key="product_search").input("extra 0").run()
+    at.text_input(key="q").input("extra 0").run()
     assert sorted(c.key for c in at.checkbox) == [f"sel_extra-{n:02d}" for n in range(10)]
 
 
@@ -408,7 +497,7 @@ def test_jobs_page_shows_live_status(admin: Settings, monkeypatch: pytest.Monkey
     links = [b.proto.url for b in at.get("link_button")]
     assert links == ["http://prefect.example/runs/flow-run/run-123"]
     table = at.dataframe[0].value
-    assert set(table["job"]) >= {queued}
+    assert set(table["job"]) >= {queued[:8]}
     assert "keyframes: refused" in set(table["error"])
 
 
@@ -417,14 +506,14 @@ def test_jobs_page_filters_by_status(admin: Settings) -> None:
     failed = make_job("demo-jacket", JobStatus.FAILED, completed_at=utcnow())
     at = signed_in("app_pages/jobs.py")
     at.multiselect(key="job_status_filter").select("FAILED").run()
-    assert list(at.dataframe[0].value["job"]) == [failed]
+    assert list(at.dataframe[0].value["job"]) == [failed[:8]]
 
 
 def test_cancel_from_the_jobs_page(admin: Settings) -> None:
     job_id = make_job("demo-tee", JobStatus.PENDING)
     at = signed_in("app_pages/jobs.py")
     at.button(key=f"cancel_{job_id}").click().run()
-    assert f"Job {job_id} cancelled." in [i.value for i in at.info]
+    assert f"Job {job_id[:8]} cancelled." in [i.value for i in at.info]
     with session_scope() as session:
         job = queries.get_job(session=session, job_id=job_id)
         assert job is not None and job.status is JobStatus.CANCELLED
@@ -482,10 +571,25 @@ def test_job_detail_shows_keyframes_video_timeline_and_costs(admin: Settings, mp
     assert list(charges["attempt"]) == [1, 2] and list(charges["ok"]) == [False, True]
     assert {m.label: m.value for m in at.metric}["Cost"] == "$0.4000"
     # Keyframes drawn offline are labelled as a preview; the real video is not.
-    assert [i.value for i in at.info if "Offline preview" in i.value] == [
+    preview = (
         "Offline preview: the keyframes were made on this machine without the AI providers "
         "(set IMAGE_PROVIDER=nano-banana and VIDEO_PROVIDER=pika for real ones)."
-    ]
+    )
+    assert [i.value for i in at.info if "Offline preview" in i.value] == [preview]
+
+
+def test_job_detail_takes_the_short_id_it_shows(admin: Settings) -> None:
+    job_id = make_job("demo-tee", JobStatus.FAILED, error="video: refused")
+    at = signed_in("app_pages/job_detail.py", job=job_id[:8].upper())
+    assert at.title[0].value == "Coral crew-neck tee"
+    assert f"Job {job_id[:8]} · product demo-tee" in texts(at)
+    assert job_id not in texts(at)
+    at.query_params["job"] = job_id[:4]
+    at.run()
+    assert "is too short: give at least 6 characters" in at.error[0].value
+    at.query_params["job"] = "f" * 32 if not job_id.startswith("f") else "0" * 32
+    at.run()
+    assert "unknown job" in at.error[0].value
 
 
 def seed_photo() -> str:

@@ -10,7 +10,7 @@ from catwalk.dashboards import actions, data, ui
 
 from catwalk import failures, submission
 from catwalk.domain import JobStatus
-from catwalk.errors import CatwalkError
+from catwalk.errors import CatwalkError, InputError
 
 
 def _retry(job_id: str, new_keyframes: bool = False) -> None:
@@ -19,8 +19,8 @@ def _retry(job_id: str, new_keyframes: bool = False) -> None:
     except CatwalkError as exc:
         ui.flash("error", exc.user_message)
     else:
-        done = "with new keyframes" if new_keyframes else "; it reuses what it already paid for"
-        ui.flash("success", f"Job {job_id[:8]} restarted {done}.".replace(" ;", ";"))
+        done = " with new keyframes" if new_keyframes else "; it reuses what it already paid for"
+        ui.flash("success", f"Job {ui.short_id(job_id)} restarted{done}.")
     data.clear()
 
 
@@ -32,7 +32,7 @@ def _start_over(product_id: str, options: dict[str, str]) -> None:
         data.clear()
         return
     data.clear()
-    ui.flash("success", f"Started over: new job {started.job_id[:8]}.")
+    ui.flash("success", f"Started over: new job {ui.short_id(started.job_id)}.")
     st.query_params["job"] = started.job_id  # the page shows the new job
 
 
@@ -268,7 +268,7 @@ def show(job_id: str) -> None:
     st.title(ui.md(job.product_name))
     st.caption(
         ui.md(
-            f"Job {job.id} · product {job.product_id} · "
+            f"Job {ui.short_id(job.id)} · product {job.product_id} · "
             + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
         )
     )
@@ -317,7 +317,7 @@ if not job_id:
             index=None,
             placeholder="Pick a recent job",
             format_func=lambda i: next(
-                f"{r.product_name} · {ui.status_label(r.status)} · {r.id[:12]}"
+                f"{r.product_name} · {ui.status_label(r.status)} · {ui.short_id(r.id)}"
                 for r in recent
                 if r.id == i
             ),
@@ -326,9 +326,16 @@ if not job_id:
             st.query_params["job"] = choice
             st.rerun()
 else:
-    detail = data.job_detail(job_id)
-    # Only a job still moving needs refreshing; a finished one is drawn once.
-    if detail is not None and detail.job.is_active:
-        live(job_id)
+    try:
+        # A link may carry the short id the pages show (or any unique prefix of 6+).
+        full_id = data.resolve_job_id(job_id)
+    except InputError as exc:
+        st.title("Job detail")
+        st.error(ui.md(f"{exc.user_message}."), icon=":material/search_off:")
     else:
-        show(job_id)
+        detail = data.job_detail(full_id)
+        # Only a job still moving needs refreshing; a finished one is drawn once.
+        if detail is not None and detail.job.is_active:
+            live(full_id)
+        else:
+            show(full_id)

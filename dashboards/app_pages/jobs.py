@@ -23,7 +23,7 @@ def _active_job(job: data.JobRow) -> None:
     with st.container(border=True):
         name, bar, timing, links = st.columns([3, 5, 2, 2], vertical_alignment="center")
         name.text(job.product_name)  # plain text: a name is data, never Markdown
-        name.caption(ui.md(job.id[:12]))
+        name.caption(ui.md(ui.short_id(job.id)))
         with name:
             ui.badge(job.status)
         bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {data.doing(job)}"))
@@ -50,7 +50,7 @@ def _active_job(job: data.JobRow) -> None:
 def _history_frame(rows: tuple[data.JobRow, ...]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "job": [r.id for r in rows],
+            "job": [ui.short_id(r.id) for r in rows],
             "product": [r.product_name for r in rows],
             "status": [ui.status_label(r.status) for r in rows],
             "progress": [r.progress for r in rows],

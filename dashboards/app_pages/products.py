@@ -59,9 +59,10 @@ def _generate_one(product_id: str) -> None:
         ui.flash("error", f"{product_id}: {exc.user_message}")
     else:
         if result.created:
-            ui.flash("success", f"Started job {result.job_id} for {product_id}.")
+            ui.flash("success", f"Started job {ui.short_id(result.job_id)} for {product_id}.")
         else:
-            ui.flash("info", f"{product_id}: a video is already in progress (job {result.job_id}).")
+            short = ui.short_id(result.job_id)
+            ui.flash("info", f"{product_id}: a video is already in progress (job {short}).")
     data.clear()
 
 
@@ -165,7 +166,8 @@ st.title("Products")
 ui.show_flashes()
 
 search_col, filter_col = st.columns([2, 3], vertical_alignment="bottom")
-search = search_col.text_input("Search", placeholder="Name or id", key="product_search")
+# Bound to ?q=, so a search is a link: shared, bookmarked, kept through sign-in and reloads.
+search = search_col.text_input("Search", placeholder="Name or id", key="q", bind="query-params")
 status = (
     filter_col.segmented_control("Show", data.PRODUCT_FILTERS, default="All", key="product_filter")
     or "All"

@@ -6,8 +6,8 @@ read as "unknown" and are offered all three. ``requested_at`` is the admin's las
 (the submission, or the retry): elapsed times count from it, so they never jump back when
 the run starts, and a retried job's time is its own.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-03 14:20:00
 """
 
@@ -17,8 +17,8 @@ import catwalk.db.base
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
