@@ -8,6 +8,7 @@ from catwalk.dashboards import actions, data, ui
 
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
 
+_OPEN_JOB = "jobs_open_job"  # a row chosen in the table, opened by the next full run
 MAX_CARDS = 24  # a big batch would bury the page; the table below lists every job
 _COUNTERS = (
     (JobStatus.PENDING, "Waiting"),
@@ -120,10 +121,17 @@ def live_jobs() -> None:
     chosen = event.selection.rows if event is not None else []
     if chosen:
         st.session_state["jobs_table_generation"] = generation + 1
-        st.switch_page("app_pages/job_detail.py", query_params={"job": rows[chosen[0]].id})
+        # The page switch happens in a full run, not in this fragment's run: switching pages
+        # from inside a run_every fragment raced its timer on a loaded machine (the job page
+        # kept re-rendering and its links detached under the browser test's clicks).
+        st.session_state[_OPEN_JOB] = rows[chosen[0]].id
+        st.rerun(scope="app")
     st.caption("Select a row to open the job.")
 
 
+_opening = st.session_state.pop(_OPEN_JOB, None)
+if _opening:
+    st.switch_page("app_pages/job_detail.py", query_params={"job": _opening})
 st.title("Jobs")
 ui.show_flashes()
 search, statuses = st.columns([2, 3])
