@@ -10,8 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 from catwalk.db.base import Base, new_id, utcnow
-from catwalk.db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
-from sqlalchemy import func, select
+from catwalk.db.models import (
+    ACTIVE_JOB_SQL,
+    JobEvent,
+    LedgerEntry,
+    LedgerHour,
+    PendingDeletion,
+    Product,
+    VideoJob,
+)
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -91,6 +99,44 @@ def create_job(
         return existing, False
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
+
+
+def insert_job(
+    *,
+    session: Session,
+    product_id: str,
+    options: JobOptions,
+    usage_day: dt.date | None = None,
+    estimated_cost: Decimal = Decimal(0),
+) -> str | None:
+    """Record a PENDING job unless the product has one in flight; the new job's id, or None.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index of active jobs:
+    racing submissions for a product leave one job, and no loser needs a savepoint or an
+    error to find out. The product must exist (the foreign key refuses it otherwise).
+    """
+    job_id = new_id()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(VideoJob)
+        .values(
+            id=job_id,
+            product_id=product_id,
+            options=options.to_dict(),
+            status=JobStatus.PENDING,
+            usage_day=usage_day,
+            estimated_cost=estimated_cost,
+            identity_seed=int(job_id[:7], 16),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[VideoJob.product_id], index_where=text(ACTIVE_JOB_SQL)
+        )
+        .returning(VideoJob.id)
+    )
+    if session.execute(stmt).first() is None:
+        return None
+    record_event(session=session, job_id=job_id, step="submit", kind="info", message="job queued")
+    return job_id
 
 
 def get_job(*, session: Session, job_id: str) -> VideoJob | None:
