@@ -150,7 +150,7 @@ def submit_job(
     # Read, then check the photo (a file read) with no transaction open: the admission
     # below is a short write that commits at once, because it ends holding the day's row.
     with session_scope(settings) as session:
-        images = list(queries.get_product(session=session, product_id=product_id).images)
+        images = queries.product_images(session=session, product_id=product_id)
     check_product_image(images, product_id=product_id)
     with session_scope(settings) as session:
         admission = limits.admit(

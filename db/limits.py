@@ -19,12 +19,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from catwalk.db import queries
 from catwalk.db.base import utcnow
 from catwalk.db.models import LedgerEntry, UsageDay, VideoJob
-from sqlalchemy import func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from catwalk.config import Settings
@@ -82,20 +83,39 @@ def _locked_day(session: Session, day: dt.date) -> UsageDay:
     ).scalar_one()
 
 
-def _charge(session: Session, *, day: dt.date, settings: Settings, cost: Decimal) -> bool:
-    """Count one generation and ``cost`` against ``day`` if both still fit; True if it did."""
+@cache
+def _charge_statement(*, with_budget: bool) -> Update:
+    # Built once: a submission only binds the day, the limit, the cost and the budget.
+    cost = bindparam("cost", type_=UsageDay.__table__.c.reserved_cost.type)
     # Rounded to the column's scale: SQLite keeps NUMERIC as a float, and a sum that drifted
     # by 1e-16 must neither pass nor fail the budget.
     reserved = func.round(UsageDay.reserved_cost + cost, 6)
-    fits = [UsageDay.day == day, UsageDay.generations + 1 <= settings.daily_generation_limit]
-    if settings.daily_budget is not None:
-        fits.append(reserved <= settings.daily_budget)
-    charged = session.execute(
+    fits = [
+        UsageDay.day == bindparam("charged_day"),
+        UsageDay.generations + 1 <= bindparam("limit"),
+    ]
+    if with_budget:
+        fits.append(reserved <= bindparam("budget", type_=cost.type))
+    return (
         update(UsageDay)
         .where(*fits)
         .values(generations=UsageDay.generations + 1, reserved_cost=reserved)
         .returning(UsageDay.day)
         .execution_options(synchronize_session=False)
+    )
+
+
+def _charge(session: Session, *, day: dt.date, settings: Settings, cost: Decimal) -> bool:
+    """Count one generation and ``cost`` against ``day`` if both still fit; True if it did."""
+    budget = settings.daily_budget
+    charged = session.execute(
+        _charge_statement(with_budget=budget is not None),
+        {
+            "charged_day": day,
+            "limit": settings.daily_generation_limit,
+            "cost": cost,
+            "budget": budget,
+        },
     ).first()
     return charged is not None
 

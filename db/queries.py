@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from catwalk.db.base import Base, new_id, utcnow
 from catwalk.db.models import (
@@ -19,7 +20,8 @@ from catwalk.db.models import (
     Product,
     VideoJob,
 )
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +54,18 @@ def get_product(*, session: Session, product_id: str) -> Product:
     if product is None:
         raise ProductNotFound(product_id)
     return product
+
+
+def product_images(*, session: Session, product_id: str) -> list[str]:
+    """A product's photo references, without loading the product (a submission's read)."""
+    images = (
+        session.execute(select(Product.images).where(Product.id == product_id)).scalar_one_or_none()
+        if is_valid_id(product_id)
+        else None
+    )
+    if images is None:
+        raise ProductNotFound(product_id)
+    return list(images)
 
 
 def list_products(*, session: Session) -> Sequence[Product]:
@@ -101,6 +115,23 @@ def create_job(
     return job, True
 
 
+@cache
+def _job_insert(dialect: str) -> Insert:
+    # Built once per backend: a submission only binds its values (Core, no ORM flush).
+    table = cast(Table, VideoJob.__table__)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(
+            index_elements=[table.c.product_id], index_where=text(ACTIVE_JOB_SQL)
+        )
+        .returning(table.c.id)
+    )
+
+
+_EVENT_INSERT = sa_insert(cast(Table, JobEvent.__table__))
+
+
 def insert_job(
     *,
     session: Session,
@@ -116,26 +147,22 @@ def insert_job(
     error to find out. The product must exist (the foreign key refuses it otherwise).
     """
     job_id = new_id()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(VideoJob)
-        .values(
-            id=job_id,
-            product_id=product_id,
-            options=options.to_dict(),
-            status=JobStatus.PENDING,
-            usage_day=usage_day,
-            estimated_cost=estimated_cost,
-            identity_seed=int(job_id[:7], 16),
-        )
-        .on_conflict_do_nothing(
-            index_elements=[VideoJob.product_id], index_where=text(ACTIVE_JOB_SQL)
-        )
-        .returning(VideoJob.id)
-    )
-    if session.execute(stmt).first() is None:
+    values = {
+        "id": job_id,
+        "product_id": product_id,
+        "options": options.to_dict(),
+        "status": JobStatus.PENDING,
+        "usage_day": usage_day,
+        "estimated_cost": estimated_cost,
+        # The same seed for both keyframes keeps the same model; 28 bits fit every INTEGER.
+        "identity_seed": int(job_id[:7], 16),
+    }
+    inserted = session.execute(_job_insert(session.get_bind().dialect.name), values).first()
+    if inserted is None:
         return None
-    record_event(session=session, job_id=job_id, step="submit", kind="info", message="job queued")
+    session.execute(
+        _EVENT_INSERT, {"job_id": job_id, "step": "submit", "kind": "info", "message": "job queued"}
+    )
     return job_id
 
 
