@@ -174,6 +174,15 @@ class Settings(BaseSettings):
     # Admin access.
     admin_password: SecretStr | None = Field(default=None, alias="CATWALK_ADMIN_PASSWORD")
     admin_password_hash: str | None = Field(default=None, alias="CATWALK_ADMIN_PASSWORD_HASH")
+    # How long a dashboard sign-in lasts (its cookie and the session behind it).
+    dashboard_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 90, alias="DASHBOARD_SESSION_HOURS"
+    )
+    # Signs the dashboard's session cookie; unset, a key made once in CATWALK_HOME. Set it
+    # when several dashboards with different homes must accept each other's cookies.
+    dashboard_session_secret: SecretStr | None = Field(
+        default=None, alias="DASHBOARD_SESSION_SECRET"
+    )
     # With OIDC sign-in (Streamlit's st.login), only these e-mail addresses are admins.
     admin_emails: str = Field(default="", alias="CATWALK_ADMIN_EMAILS")
     api_token: SecretStr | None = Field(default=None, alias="CATWALK_API_TOKEN")
@@ -195,7 +204,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
-        for name in ("nano_banana_api_key", "pika_labs_api_key", "api_token", "admin_password"):
+        for name in (
+            "nano_banana_api_key",
+            "pika_labs_api_key",
+            "api_token",
+            "admin_password",
+            "dashboard_session_secret",
+        ):
             secret = getattr(self, name)
             if secret is not None and secret.get_secret_value().strip().lower() in _PLACEHOLDERS:
                 raise ValueError(f"{name.upper()} is a placeholder; set a real value or unset it")

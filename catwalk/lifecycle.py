@@ -20,6 +20,7 @@ from catwalk.config import Settings, get_settings
 from catwalk.db import jobs, queries, retry_db, session_scope
 from catwalk.db.jobs import Ended
 from catwalk.domain import JobStatus, SubmittedRequest
+from catwalk.failures import FailureKind
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,11 @@ def end_job(
     step: str | None = None,
     settings: Settings | None = None,
     webhook_attempts: int | None = None,
+    failure: FailureKind | BaseException | None = None,
 ) -> Ended | None:
     """End the job (None if it had already ended), then close what it left at the provider.
 
-    ``webhook_attempts`` caps the webhook's POSTs now (a front door passes 1 so nobody waits
+    ``failure`` classes a FAILED ending (``catwalk.failures``). ``webhook_attempts`` caps the webhook's POSTs now (a front door passes 1 so nobody waits
     out the backoff; housekeeping sends the rest).
     """
     settings = settings or get_settings()
@@ -49,6 +51,7 @@ def end_job(
                 reason=reason,
                 step=step,
                 webhook=settings.webhooks_enabled,
+                failure=failure,
             )
 
     ended = retry_db(_end, settings=settings)

@@ -102,8 +102,15 @@ def _job_status(job_id: str) -> str | None:
 def _fail(job_id: str, why: str) -> None:
     from catwalk import lifecycle
     from catwalk.domain import JobStatus
+    from catwalk.failures import FailureKind
 
-    lifecycle.end_job(job_id, JobStatus.FAILED, f"could not start the job: {why}", step="submit")
+    lifecycle.end_job(
+        job_id,
+        JobStatus.FAILED,
+        f"could not start the job: {why}",
+        step="submit",
+        failure=FailureKind.NOT_STARTED,
+    )
 
 
 def run(home: Path, *, processes: int) -> None:

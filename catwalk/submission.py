@@ -36,6 +36,7 @@ from catwalk.errors import (
     ProductImageError,
     describe,
 )
+from catwalk.failures import FailureKind
 
 # Typical end-to-end time of a job with the real providers (keyframes ~2x10 s, Pika queue
 # and render ~60-120 s, publish a few seconds): the contract's ``estimatedTime``.
@@ -218,6 +219,7 @@ def _fail_unlaunched(job_id: str, exc: BaseException, *, settings: Settings) -> 
         step="submit",
         settings=settings,
         webhook_attempts=1,  # the caller is waiting; housekeeping retries the event
+        failure=FailureKind.NOT_STARTED,
     )
 
 
@@ -234,13 +236,24 @@ class RetryCost:
     note: str = ""
 
 
-def retry_cost(job_id: str, *, settings: Settings | None = None) -> RetryCost:
+def retry_cost(
+    job_id: str, *, settings: Settings | None = None, new_keyframes: bool = False
+) -> RetryCost:
     """Estimate, from the price list, what a retry of the job would pay for.
 
     Stored keyframes are reused; a video already stored, or a provider request already
-    accepted (re-attached, not resubmitted), costs nothing more.
+    accepted (re-attached, not resubmitted), costs nothing more. With ``new_keyframes`` it
+    is both keyframes and the video, made again.
     """
     settings = settings or get_settings()
+    if new_keyframes:
+        with session_scope(settings) as session:
+            _job_or_error(session, job_id)
+        try:
+            amount = pricing.estimate_calls_cost(settings, images=len(POSES), video=True)
+            return RetryCost(amount, len(POSES), True)
+        except ConfigError as exc:
+            return RetryCost(None, len(POSES), True, note=exc.user_message)
     with session_scope(settings) as session:
         job = _job_or_error(session, job_id)
         missing_images = sum(1 for pose in POSES if pose not in job.image_keys)
@@ -262,17 +275,31 @@ def _job_or_error(session: Any, job_id: str) -> VideoJob:
     return job
 
 
+def _new_keyframes_estimate(settings: Settings) -> Decimal:
+    # The whole job's estimate: both keyframes, their check and the video, bought again.
+    return pricing.estimate_job_cost(settings)
+
+
 def retry_job(
-    job_id: str, *, settings: Settings | None = None, launcher: Launcher | None = None
+    job_id: str,
+    *,
+    settings: Settings | None = None,
+    launcher: Launcher | None = None,
+    new_keyframes: bool = False,
 ) -> Submission:
     """Re-run a FAILED or CANCELLED job under the same id, reusing what it paid for.
 
     The job goes back to PENDING at 0 % (its steps skip ahead over stored keyframes and
-    re-attach to a saved video request) and a new flow run starts for it.
+    re-attach to a saved video request) and a new flow run starts for it. With
+    ``new_keyframes`` nothing is reused: new keyframes (another take of each) and a new video
+    are bought, the way past a video model that refused the old frames.
     """
     settings = settings or get_settings()
+    estimate = _new_keyframes_estimate(settings) if new_keyframes else None
     with session_scope(settings) as session:
-        product_id, options, generation = jobs.reset_for_retry(session=session, job_id=job_id)
+        product_id, options, generation = jobs.reset_for_retry(
+            session=session, job_id=job_id, new_keyframes=estimate
+        )
     launch_job(
         job_id,
         product_id,

@@ -122,21 +122,36 @@ def password_configured(settings: Settings) -> bool:
     )
 
 
-def generate_embedded_password(settings: Settings) -> str:
-    """Make a new admin password, keep only its hash under CATWALK_HOME, return the password.
-
-    Called each time the dashboard starts in embedded mode without a configured password,
-    so the password it prints is always the one that works.
-    """
-    password = secrets.token_urlsafe(12)
-    path = generated_hash_path(settings)
+def _write_hash(path: Path, password: str, *, replace: bool) -> bool:
+    """Keep ``password``'s hash in ``path`` (mode 600); False when it exists and not ``replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(hash_password(password) + "\n")
-    os.replace(tmp, path)
-    return password
+    try:
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            # link() fails on an existing file: two dashboards starting at once keep the
+            # first one's password, and the second prints nothing rather than a dead one.
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def embedded_password(settings: Settings, *, reset: bool = False) -> str | None:
+    """The embedded-mode admin password, made once and kept only as a hash in CATWALK_HOME.
+
+    Returns the password when this call made it (the only time it can be shown), None when
+    the one made earlier stays. ``reset`` makes a new one, and the old one stops working.
+    """
+    password = secrets.token_urlsafe(12)
+    return password if _write_hash(generated_hash_path(settings), password, replace=reset) else None
 
 
 def check_password(settings: Settings, candidate: str) -> bool:

@@ -27,6 +27,7 @@ from catwalk.db.base import utcnow
 from catwalk.db.models import Alert, Product, VideoJob
 from sqlalchemy import ScalarSelect, Select, and_, func, or_, select
 
+from catwalk import failures
 from catwalk.clients import factory, media, signed_media
 from catwalk.config import Settings, get_settings
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
@@ -253,7 +254,7 @@ def _products(url: str, search: str, status: str, offset: int, limit: int) -> Pr
                     job_status=job.status.value if job else None,
                     job_progress=job.progress if job else 0,
                     job_step=(job.wait_reason or job.current_step) if job else None,
-                    job_error=job.error_message if job else None,
+                    job_error=_plain_error(job) if job else None,
                     active_job_id=active_id,
                 )
             )
@@ -289,14 +290,50 @@ class JobRow:
     error: str | None
     retry_count: int
     cancel_requested: bool
+    failure_kind: str | None = None
+    typical_seconds: int | None = None  # how long jobs here usually take, click to done
+
+    @property
+    def longer_than_usual(self) -> bool:
+        """Past the typical length: the estimate may rise from here, and the page says why."""
+        return (
+            self.is_active
+            and self.typical_seconds is not None
+            and self.elapsed_seconds >= self.typical_seconds
+        )
 
     @property
     def is_active(self) -> bool:
         return JobStatus(self.status).is_active
 
+    @property
+    def explanation(self) -> failures.Explanation | None:
+        """Why it failed (or was cancelled) in plain words, and the actions that help."""
+        return failures.explain(JobStatus(self.status), self.failure_kind, self.error)
 
-def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
-    start = job.started_at or job.created_at
+
+def _plain_error(job: VideoJob) -> str | None:
+    """A failed job's reason in plain words (the raw text is on its job page)."""
+    said = failures.explain(job.status, job.failure_kind, job.error_message)
+    return said.reason if said is not None and said.kind != "unknown" else job.error_message
+
+
+def doing(job: JobRow) -> str:
+    """What the job is doing now, named for what happens: a PENDING job with no reason of
+    its own is a process starting (embedded) or a run waiting for a worker (deployments)."""
+    if job.wait_reason:
+        return job.wait_reason
+    if job.status == JobStatus.PENDING:
+        return "starting" if settings().launcher == "local" else "waiting for a worker"
+    return job.step
+
+
+def _job_row(
+    job: VideoJob, product_name: str, now: dt.datetime, typical: int | None = None
+) -> JobRow:
+    # From the admin's click, never from the run's start: the timer must not jump back
+    # when the run starts, and "took" must count the wait for a process or a worker too.
+    start = job.requested_at or job.created_at
     end = job.completed_at or now
     return JobRow(
         id=job.id,
@@ -310,12 +347,14 @@ def _job_row(job: VideoJob, product_name: str, now: dt.datetime) -> JobRow:
         started_at=job.started_at,
         completed_at=job.completed_at,
         elapsed_seconds=max(0.0, (end - start).total_seconds()),
-        remaining_seconds=queries.estimate_remaining_seconds(job),
+        remaining_seconds=queries.estimate_remaining_seconds(job, typical_seconds=typical),
+        typical_seconds=typical,
         total_cost=job.total_cost,
         flow_run_id=job.flow_run_id,
         error=job.error_message,
         retry_count=job.retry_count,
         cancel_requested=job.cancel_requested,
+        failure_kind=job.failure_kind,
     )
 
 
@@ -340,7 +379,8 @@ def _jobs(url: str, statuses: tuple[str, ...], search: str, limit: int) -> tuple
             )
         )
     with session_scope(settings()) as session:
-        return tuple(_job_row(job, name, now) for job, name in session.execute(stmt))
+        typical = queries.typical_job_seconds(session)
+        return tuple(_job_row(job, name, now, typical) for job, name in session.execute(stmt))
 
 
 def jobs(
@@ -430,7 +470,7 @@ def _job_detail(url: str, job_id: str) -> JobDetail | None:
         job = queries.get_job(session=session, job_id=job_id)
         if job is None:
             return None
-        row = _job_row(job, job.product.name, utcnow())
+        row = _job_row(job, job.product.name, utcnow(), queries.typical_job_seconds(session))
         events = tuple(
             TimelineRow(e.at, e.step, e.attempt, e.kind, e.message)
             for e in queries.events_for_job(session=session, job_id=job_id)
@@ -469,6 +509,15 @@ def _job_detail(url: str, job_id: str) -> JobDetail | None:
 
 def job_detail(job_id: str) -> JobDetail | None:
     return _job_detail(_url(), job_id)
+
+
+def resolve_job_id(given: str) -> str:
+    """The full id of a job given by id or unique prefix (6+ characters), as the CLI takes it.
+
+    Raises InputError (its message is for the user) when none or several jobs match.
+    """
+    with session_scope(settings()) as session:
+        return queries.resolve_job_id(session=session, given=given)
 
 
 def prefect_run_url(flow_run_id: str | None) -> str | None:

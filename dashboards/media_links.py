@@ -99,7 +99,8 @@ def _key_path(settings: Settings) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _install_secret(path: Path) -> bytes:
+def install_secret(path: Path) -> bytes:
+    """The 32 random bytes kept in ``path``, made (mode 600) by the first process to ask."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -117,7 +118,7 @@ def _install_secret(path: Path) -> bytes:
 
 def signing_key(settings: Settings) -> bytes:
     """The install's key for dashboard links (made on first use)."""
-    secret = _install_secret(_key_path(settings))
+    secret = install_secret(_key_path(settings))
     if len(secret) < 32:
         raise CatwalkError(f"{KEY_FILE} in CATWALK_HOME is damaged: delete it to make a new one")
     return signed_media.derive_key(secret, b"catwalk dashboard media v1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import streamlit as st
 
@@ -32,6 +32,19 @@ def status_label(status: str) -> str:
 def badge(status: str) -> None:
     label, colour, icon = _BADGES.get(status, (status, "gray", ":material/help:"))
     st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
+
+
+def longer_than_usual(job: Any) -> str:
+    """Why an estimate may rise: the job is past what jobs here usually take."""
+    return f"longer than usual (usually {duration(job.typical_seconds)})"
+
+
+#: How much of a job id the dashboard shows: /job?job= and every CLI command take it back.
+SHORT_ID = 8
+
+
+def short_id(job_id: str) -> str:
+    return job_id[:SHORT_ID]
 
 
 def duration(seconds: float | None) -> str:

@@ -19,6 +19,7 @@ Must not import clients, tasks, flows or dashboards.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catwalk.config import get_settings
-from catwalk.domain import ACTIVE_STATUSES, REVIEW_DECISIONS, JobStatus
+from catwalk.domain import ACTIVE_STATUSES, POSES, REVIEW_DECISIONS, JobStatus
 from catwalk.errors import InputError, JobAlreadyEnded, ReviewConflict
+from catwalk.failures import FailureKind, classify
 from catwalk.scrub import without_paths
 
 # The step a job is in, named for people: a failure reason starts with it, never with a
@@ -210,11 +212,14 @@ def end_job(
     reason: str | None = None,
     step: str | None = None,
     webhook: bool | None = None,
+    failure: FailureKind | BaseException | None = None,
 ) -> Ended | None:
     """End an active job as COMPLETED, FAILED or CANCELLED; None if it had already ended.
 
     ``step`` names where it ended (default: the step its status says); a FAILED reason is
-    prefixed with it unless it already starts with it. The ending's completion event is
+    prefixed with it unless it already starts with it. ``failure`` is the failure's class, or
+    the error to class (with the status the job was in: a refusal at the video step is the
+    keyframes', at the image step the photo's); kept for ``catwalk.failures.explain``. The ending's completion event is
     recorded in the same transaction when ``webhook`` says so, by default when webhooks are
     configured: a caller that forgets it cannot drop an event.
     """
@@ -244,6 +249,7 @@ def end_job(
         "queue_position": None,
         "completed_at": utcnow(),
         "error_message": text,
+        "failure_kind": _failure_kind(failure, job.status) if outcome is JobStatus.FAILED else None,
     }
     if outcome is JobStatus.COMPLETED:
         values |= {"progress": 100, "current_step": "completed"}
@@ -291,6 +297,14 @@ def end_job(
         webhook_id=record_webhook_event(session=session, job=job) if webhook else None,
         suspended_run=job.flow_run_id if was_waiting else None,
     )
+
+
+def _failure_kind(failure: FailureKind | BaseException | None, stage: JobStatus) -> str | None:
+    if failure is None:
+        return None  # explained as "unknown": every action offered
+    if isinstance(failure, FailureKind):
+        return failure.value
+    return classify(failure, stage=stage).value
 
 
 def open_review(
@@ -527,11 +541,15 @@ def record_late_bill(*, session: Session, job_id: str, amount: Decimal) -> None:
     session.flush()
 
 
-def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, Any], int]:
+def reset_for_retry(
+    *, session: Session, job_id: str, new_keyframes: Decimal | None = None
+) -> tuple[str, dict[str, Any], int]:
     """Make a FAILED or CANCELLED job PENDING again; returns (product id, options, retry n).
 
     Its reservation is put back to the estimate (the next ending reconciles it again), and a
     provider request that can no longer give a video is forgotten so a new one is made.
+    ``new_keyframes`` (what new keyframes and a video are estimated to cost) forgets the
+    keyframes and the video too, so the run pays for them again, and reserves that much more.
     """
     job = _job(session, job_id)
     if job.status not in RETRYABLE:
@@ -542,6 +560,8 @@ def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, An
     if running is not None:
         raise InputError(f"product {job.product_id} already has job {running.id} in progress")
     generation = _generation(session, job_id) + 1
+    if new_keyframes is not None:
+        _forget_keyframes(session, job, new_keyframes)
     if job.cost_reconciled_at is not None and job.usage_day is not None:
         day = session.get(UsageDay, job.usage_day, with_for_update=True, populate_existing=True)
         if day is not None:
@@ -558,8 +578,9 @@ def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, An
     job.progress = 0
     job.current_step = f"queued (retry {generation})"
     job.wait_reason = None
-    job.error_message = None
+    job.error_message = job.failure_kind = None
     job.cancel_requested = False
+    job.requested_at = utcnow()  # the retry's click: its elapsed time starts here
     job.started_at = None
     job.completed_at = None
     job.queue_position = None
@@ -578,6 +599,30 @@ def reset_for_retry(*, session: Session, job_id: str) -> tuple[str, dict[str, An
         message=f"retry {generation} requested",
     )
     return job.product_id, dict(job.options), generation
+
+
+def _forget_keyframes(session: Session, job: VideoJob, estimate: Decimal) -> None:
+    if request_is_open(job):
+        # Forgetting it would lose track of a video the provider may still bill.
+        raise InputError(
+            f"job {job.id}'s video request is still being closed at the provider; "
+            "try again in a minute"
+        )
+    live = {job.product.video_key, job.product.poster_key}  # never the video on the page
+    for key in (job.video_key, job.poster_key):
+        if key and key not in live:
+            session.add(PendingDeletion(key=key, reason=f"replaced by new keyframes of {job.id}"))
+    review = copy.deepcopy(job.review or {})
+    remake = review.setdefault("remake", {})
+    for pose in POSES:
+        # Another take of each frame (the offline provider draws it differently too).
+        remake[pose] = {"variant": int(remake.get(pose, {}).get("variant", 0)) + 1, "feedback": []}
+    job.review = review
+    job.image_keys, job.image_request_ids = {}, {}
+    job.video_key = job.poster_key = job.provider_video_url = None
+    job.video_duration_seconds = None
+    job.video_request_id, job.video_request_urls, job.video_request_state = None, {}, None
+    job.estimated_cost = job.total_cost + estimate
 
 
 def cancel(

@@ -74,7 +74,7 @@ class VideoJob(Base):
     )
     progress: Mapped[int] = mapped_column(Integer, default=0)
     current_step: Mapped[str] = mapped_column(String(255), default="queued")
-    # Why it waits, shown plainly: "waiting for a slot", "queued at provider (position 3)".
+    # Why it waits, shown plainly: "waiting for a Pika slot", "queued at provider (position 3)".
     wait_reason: Mapped[str | None] = mapped_column(String(255))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Deterministic per job so both keyframes show the same model.
@@ -127,12 +127,16 @@ class VideoJob(Base):
     review: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The failure's class (catwalk/failures.FailureKind): picks the reason and the actions.
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
 
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The admin's last click (submission or retry): elapsed times count from it.
+    requested_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]
 
@@ -334,9 +338,33 @@ class SigninThrottle(Base):
         return f"SigninThrottle(scope={self.scope!r}, failures={self.failures})"
 
 
+class DashboardSession(Base):
+    """A signed-in dashboard browser: its cookie names this row, so signing out (revoked_at)
+    ends it in every process at once, whatever the cookie's own expiry says."""
+
+    __tablename__ = "dashboard_sessions"
+
+    # Random; the signed cookie carries it.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    expires_at: Mapped[Timestamp] = mapped_column(index=True)
+    revoked_at: Mapped[dt.datetime | None]
+    # SHA-256 of the one-time token the browser trades for the cookie; cleared once traded.
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_until: Mapped[dt.datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"DashboardSession(id={self.id[:6]!r}..., admin={self.admin!r}, "
+            f"expires_at={self.expires_at!r}, revoked_at={self.revoked_at!r})"
+        )
+
+
 __all__ = [
     "Alert",
     "Base",
+    "DashboardSession",
     "JobEvent",
     "LedgerEntry",
     "LedgerHour",

@@ -25,11 +25,12 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql.dml import Insert
 
+from catwalk import failures
 from catwalk.domain import ACTIVE_STATUSES, STEP_PROGRESS, JobOptions, JobStatus, Usage
-from catwalk.errors import ConfigError, ProductNotFound
+from catwalk.errors import ConfigError, InputError, ProductNotFound
 from catwalk.identifiers import check_id, check_image_ref, clean_name, is_valid_id
 
 
@@ -168,6 +169,37 @@ def insert_job(
 
 def get_job(*, session: Session, job_id: str) -> VideoJob | None:
     return session.get(VideoJob, job_id) if is_valid_id(job_id) else None
+
+
+#: The shortest job-id prefix accepted: 6 hex characters make a clash between a shop's
+#: jobs of one year unlikely, and a clash is refused, never guessed.
+MIN_JOB_PREFIX = 6
+
+
+def resolve_job_id(*, session: Session, given: str) -> str:
+    """The full id of the one job whose id is ``given`` or starts with it (>= 6 characters).
+
+    Raises InputError for an unknown id, a prefix too short, or one matching several jobs.
+    """
+    given = given.strip().lower()
+    if session.get(VideoJob, given) is not None:
+        return given
+    escaped = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches = list(
+        session.scalars(
+            select(VideoJob.id).where(VideoJob.id.like(f"{escaped}%", escape="\\")).limit(3)
+        )
+    )
+    if not matches:
+        raise InputError(f"unknown job {given!r}")
+    if len(given) < MIN_JOB_PREFIX:
+        raise InputError(
+            f"job id prefix {given!r} is too short: give at least {MIN_JOB_PREFIX} characters"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(m[:12] for m in matches[:2])
+        raise InputError(f"job id prefix {given!r} matches several jobs ({shown}, ...): give more")
+    return matches[0]
 
 
 def list_jobs(
@@ -377,14 +409,62 @@ def record_deletion_attempt(
         row.done_at = utcnow()
 
 
-def estimate_remaining_seconds(job: VideoJob, *, typical_seconds: int = 150) -> int | None:
-    """Seconds left, from the pace so far (or the typical job length before any progress)."""
+DEFAULT_JOB_SECONDS = 150  # before any job has finished here: the providers' usual pace
+_TYPICAL_SAMPLE = 50
+_TYPICAL_TTL_SECONDS = 60.0
+_typical: dict[str, tuple[float, int]] = {}  # database URL -> (measured at, seconds)
+
+
+def typical_job_seconds(session: Session) -> int:
+    """The median click-to-done time of the last completed jobs (cached for a minute: every
+    GET of a job asks, and a minute-old median is as good)."""
+    import time
+
+    bind = session.get_bind()
+    key = str(getattr(bind, "url", bind))
+    cached = _typical.get(key)
+    if cached is not None and time.monotonic() - cached[0] < _TYPICAL_TTL_SECONDS:
+        return cached[1]
+    rows = session.execute(
+        select(VideoJob.requested_at, VideoJob.completed_at)
+        .where(VideoJob.status == JobStatus.COMPLETED, VideoJob.requested_at.is_not(None))
+        .order_by(VideoJob.created_at.desc())  # ix_video_jobs_status_created: no sort
+        .limit(_TYPICAL_SAMPLE)
+    ).all()
+    took = sorted((done - asked).total_seconds() for asked, done in rows if asked and done)
+    seconds = round(took[len(took) // 2]) if len(took) >= 3 else DEFAULT_JOB_SECONDS
+    _typical[key] = (time.monotonic(), max(1, seconds))
+    return _typical[key][1]
+
+
+def estimate_remaining_seconds(job: VideoJob, *, typical_seconds: int | None = None) -> int | None:
+    """Seconds left: the typical job's length (measured here) minus the time since the click.
+
+    It only goes down. Progress percentages are not a pace (keyframes take seconds, the
+    video minutes), so a pace-based guess rises while the video renders. Past the typical
+    length (``is_overdue``) the guess comes from the pace after all, floored at 5 s, and
+    the dashboard says the job is taking longer than usual.
+    """
     if job.status.is_final:
         return 0 if job.status is JobStatus.COMPLETED else None
-    if job.started_at is None or job.progress <= 0:
-        return typical_seconds
-    elapsed = (utcnow() - job.started_at).total_seconds()
-    return max(1, round(elapsed * (100 - job.progress) / job.progress))
+    if typical_seconds is None:
+        session = object_session(job)
+        typical_seconds = typical_job_seconds(session) if session else DEFAULT_JOB_SECONDS
+    elapsed = _since_click(job)
+    if elapsed < typical_seconds:
+        return max(1, round(typical_seconds - elapsed))
+    if job.progress <= 0:
+        return 5
+    return max(5, round(elapsed * (100 - job.progress) / job.progress))
+
+
+def is_overdue(job: VideoJob, typical_seconds: int) -> bool:
+    return not job.status.is_final and _since_click(job) >= typical_seconds
+
+
+def _since_click(job: VideoJob) -> float:
+    asked = job.requested_at or job.created_at
+    return max(0.0, (utcnow() - asked).total_seconds())
 
 
 def job_to_contract(
@@ -417,6 +497,9 @@ def job_to_contract(
         payload["quality"] = quality
     if job.review_mode and job.review_mode != "none":
         payload["review"] = review_summary(job)
+    explained = failures.explain(job.status, job.failure_kind, job.error_message)
+    if explained is not None:
+        payload["failure"] = {k: v for k, v in explained.as_dict().items() if k != "details"}
     return payload
 
 

@@ -23,6 +23,7 @@ from catwalk import lifecycle
 from catwalk.alerting import deliver_pending_alerts
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus
+from catwalk.failures import FailureKind
 
 # A job's crashed run is scheduled again this many times before the job is failed for good.
 MAX_REATTACH = 3
@@ -30,9 +31,9 @@ _REATTACH = "reattach"
 _ENDED_BADLY = {StateType.CRASHED, StateType.FAILED, StateType.CANCELLED}
 
 
-def _fail(job_id: str, message: str) -> None:
+def _fail(job_id: str, message: str, failure: FailureKind = FailureKind.CRASHED) -> None:
     # The one ending every path shares: reason, reservation, alert, provider request.
-    lifecycle.end_job(job_id, JobStatus.FAILED, message, step="run")
+    lifecycle.end_job(job_id, JobStatus.FAILED, message, step="run", failure=failure)
 
 
 def _note(job_id: str, message: str, *, step: str = "run", **changes: Any) -> None:

@@ -84,7 +84,7 @@ def fail_job(job_id: str, error: BaseException) -> str:
     if retry_db(cancel_asked) or isinstance(error, JobCancelled):
         ended = lifecycle.end_job(job_id, JobStatus.CANCELLED, "cancelled by an admin")
     else:
-        ended = lifecycle.end_job(job_id, JobStatus.FAILED, message)
+        ended = lifecycle.end_job(job_id, JobStatus.FAILED, message, failure=error)
     if ended is not None:
         get_run_logger().error("job %s %s: %s", job_id, ended.status.value.lower(), ended.reason)
     return message

@@ -207,3 +207,32 @@ def test_media_urls_use_api_public_url_behind_a_proxy(
         body = httpx.get(f"{base_url}{PREFIX}/{'e' * 32}", headers=AUTH).json()
     url = body["result"]["videoUrl"]
     assert url == f"https://catwalk.shop.example/api-v1/media/videos/tee/{'e' * 32}/video.mp4"
+
+
+def test_a_failure_says_what_to_do_and_retry_can_ask_for_new_keyframes(
+    settings: config.Settings, api: tuple[httpx.Client, Launches]
+) -> None:
+    http, launches = api
+    refused = _job(settings, "a" * 32, "tee", JobStatus.FAILED)
+    with session_scope(settings) as session:
+        job = session.get(VideoJob, refused)
+        assert job is not None
+        job.failure_kind = "keyframes_refused"
+        job.error_message = "video: the video model refused these keyframes: [model_moderated]"
+        job.image_keys = {"start": "k/start.png", "end": "k/end.png"}
+    shown = http.get(f"{PREFIX}/{refused}").json()
+    assert shown["failure"]["kind"] == "keyframes_refused"
+    assert shown["failure"]["actions"] == ["new_keyframes", "start_over"]
+    assert shown["failure"]["nextAction"].startswith("Make new keyframes")
+    assert shown["error"].endswith("[model_moderated]")  # the raw text, for "details"
+
+    assert http.post(f"{PREFIX}/{refused}/retry", json={"newKeyframes": "maybe"}).status_code == 422
+    assert http.post(f"{PREFIX}/{refused}/retry", json={"extra": 1}).status_code == 422
+    retried = http.post(f"{PREFIX}/{refused}/retry", json={"newKeyframes": True})
+    assert retried.status_code == 202, retried.text
+    assert [c["job_id"] for c in launches.calls] == [refused]
+    with session_scope(settings) as session:
+        job = session.get(VideoJob, refused)
+        assert job is not None and job.image_keys == {}  # new keyframes will be bought
+        assert job.failure_kind is None and job.status is JobStatus.PENDING
+    assert "failure" not in http.get(f"{PREFIX}/{refused}").json()

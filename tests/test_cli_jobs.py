@@ -121,6 +121,30 @@ def test_retry_by_prefix_requeues_a_failed_job_and_launches_it(settings, tmp_pat
     assert "only failed or cancelled jobs can be retried" in str(refused.exception)
 
 
+def test_status_explains_a_failure_and_retry_can_buy_new_keyframes(
+    settings, tmp_path: Path
+) -> None:
+    _products(tmp_path, "p1")
+    job_id = _job("p1", "cafe00" + "3" * 26, JobStatus.FAILED)
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        job.failure_kind = "keyframes_refused"
+        job.image_keys = {"start": "p1/s.png", "end": "p1/e.png"}
+    shown = _run("status", "cafe003")
+    assert shown.exit_code == 0, shown.output
+    assert "failure.reason" in shown.output and "video model refused" in shown.output
+    assert "new_keyframes" in shown.output
+    launches = Launches()
+    with use_launcher(launches):  # type: ignore[arg-type]
+        result = _run("retry", "cafe003", "--new-keyframes")
+    assert result.exit_code == 0, result.output
+    assert "2 keyframe(s) to make" in result.output
+    assert [c["job_id"] for c in launches.calls] == [job_id]
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job.status is JobStatus.PENDING and job.image_keys == {}
+
+
 def test_bulk_generate_stops_at_the_daily_limit(
     settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

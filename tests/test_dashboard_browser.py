@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class Dashboard:
     url: str
     password: str
     home: Path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -124,7 +125,7 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
                 break
             assert time.monotonic() < deadline, f"dashboard did not start:\n{log.read_text()}"
             time.sleep(0.5)
-        yield Dashboard(url=f"http://127.0.0.1:{port}", password=found.group(1), home=home)
+        yield Dashboard(url=f"http://127.0.0.1:{port}", password=found.group(1), home=home, env=env)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -256,6 +257,143 @@ def test_sign_in_generate_watch_and_play(dashboard: Dashboard) -> None:
             _snap(page, "dashboard-6-costs.png")
         except BaseException:
             page.screenshot(path=ARTIFACTS / "dashboard-failure.png")
+            raise
+        finally:
+            browser.close()
+
+
+def _completed_job(board: Dashboard) -> str:
+    """A finished job of the demo tee, made in the dashboard's own database."""
+    script = (
+        "from catwalk.db import queries, session_scope\n"
+        "from catwalk.db.base import utcnow\n"
+        "from catwalk.domain import JobOptions, JobStatus\n"
+        "with session_scope() as s:\n"
+        "    job, _ = queries.create_job(session=s, product_id='demo-tee', options=JobOptions())\n"
+        "    job.status, job.progress = JobStatus.COMPLETED, 100\n"
+        "    job.started_at = job.completed_at = utcnow()\n"
+        "    print(job.id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=board.env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _session_cookie(context: Any) -> dict[str, Any]:
+    """The session cookie, once the page has traded its token for it (a fetch after sign-in)."""
+    from catwalk.dashboards import sessions
+
+    deadline = time.monotonic() + 30
+    while True:
+        found = [c for c in context.cookies() if c["name"] == sessions.COOKIE]
+        if found:
+            return found[0]  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, "no session cookie after signing in"
+        time.sleep(0.25)
+
+
+def test_sign_in_lasts_through_reloads_and_links(dashboard: Dashboard) -> None:
+    from catwalk.dashboards import sessions
+    from playwright.sync_api import expect, sync_playwright
+
+    from catwalk.config import Settings
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    job_id = _completed_job(dashboard)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        password = page.locator("input[type=password]")
+        job_title = page.get_by_role("heading", name="Coral crew-neck tee")
+        costs_title = page.get_by_role("heading", name="Costs", exact=True)
+
+        def visit_with_cookie(value: str, path: str = "/costs") -> None:
+            context.add_cookies(
+                [
+                    {
+                        "name": sessions.COOKIE,
+                        "value": value,
+                        "url": dashboard.url,
+                        "httpOnly": True,
+                        "sameSite": "Lax",
+                    }
+                ]
+            )
+            page.goto(dashboard.url + path)
+
+        try:
+            # A link to a job (an alert, a bookmark) opened signed out: sign in, land on it.
+            job_url = f"{dashboard.url}/job?job={job_id}"
+            page.goto(job_url)
+            expect(password).to_be_visible()
+            password.fill(dashboard.password)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(job_title).to_be_visible()
+            expect(page.get_by_text(f"Job {job_id[:8]} ·")).to_be_visible()
+            assert page.url == job_url
+
+            cookie = _session_cookie(context)
+            assert cookie["httpOnly"] is True
+            assert cookie["sameSite"] == "Lax"
+            assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+
+            page.reload()
+            expect(job_title).to_be_visible()
+            expect(page.get_by_text(f"Job {job_id[:8]} ·")).to_be_visible()
+            expect(password).to_have_count(0)
+            assert page.url == job_url
+            _snap(page, "dashboard-7-job-after-reload.png")
+
+            # Every page by its address, and F5 on Costs keeps Costs (no "Page not found").
+            page.goto(f"{dashboard.url}/costs")
+            expect(costs_title).to_be_visible()
+            page.reload()
+            expect(costs_title).to_be_visible()
+            expect(page.get_by_text("Page not found")).to_have_count(0)
+            _snap(page, "dashboard-8-costs-after-reload.png")
+            # The short id the pages show is a link too.
+            page.goto(f"{dashboard.url}/job?job={job_id[:8]}")
+            expect(job_title).to_be_visible()
+            page.goto(f"{dashboard.url}/products?q=hood")
+            expect(page.locator(".st-key-card_demo-hoodie")).to_be_visible()
+            expect(page.locator(".st-key-card_demo-tee")).to_have_count(0)
+
+            # A correctly signed cookie past its expiry does not sign in; the same forgery
+            # with a live expiry does, so what was refused is the expiry.
+            value = cookie["value"]
+            session_id = value.split(".")[1]
+            signer = Settings(CATWALK_HOME=str(dashboard.home))
+            visit_with_cookie(sessions.cookie_value(signer, session_id, int(time.time()) - 5))
+            expect(password).to_be_visible()
+            visit_with_cookie(sessions.cookie_value(signer, session_id, int(time.time()) + 600))
+            expect(costs_title).to_be_visible()
+            visit_with_cookie(value[:-1] + ("0" if value[-1] != "0" else "1"))
+            expect(password).to_be_visible()
+            visit_with_cookie(value)
+            expect(costs_title).to_be_visible()
+
+            # Sign out: a reload shows the sign-in form, and the old cookie, put back by
+            # hand, is refused (revoked on the server, not just deleted in this browser).
+            page.get_by_role("button", name="Sign out").click()
+            expect(password).to_be_visible()
+            page.reload()
+            expect(password).to_be_visible()
+            _snap(page, "dashboard-9-signed-out-after-reload.png")
+            visit_with_cookie(value)
+            expect(password).to_be_visible()
+            expect(costs_title).to_have_count(0)
+        except BaseException:
+            page.screenshot(path=ARTIFACTS / "dashboard-sessions-failure.png")
             raise
         finally:
             browser.close()

@@ -55,12 +55,15 @@ def test_review_queue_remake_a_frame_approve_and_play(dashboard: Dashboard) -> N
             page.locator(".st-key-gen_demo-tee button").click()
             started = page.get_by_text(re.compile(r"Started job (\w+) for demo-tee"))
             expect(started).to_be_visible()
+            # The short id the dashboard shows; element keys carry the full one.
             job_id = re.search(r"Started job (\w+)", started.inner_text()).group(1)  # type: ignore[union-attr]
+            review_item = f"[class*='st-key-review_{job_id}']"
+            assert len(job_id) == 8
 
             page.get_by_role("link", name=re.compile(r"^Review")).click()
             expect(page.get_by_role("heading", name="Review", exact=True)).to_be_visible()
             # The queue refreshes by itself; the job arrives once its keyframes are made.
-            item = page.locator(f".st-key-review_{job_id}")
+            item = page.locator(review_item)
             expect(item).to_be_visible(timeout=180_000)
             # The navigation counts what waits (shown from the next page run on).
             page.get_by_role("link", name="Jobs").click()
@@ -77,23 +80,23 @@ def test_review_queue_remake_a_frame_approve_and_play(dashboard: Dashboard) -> N
             end_before = frames.nth(2).get_attribute("src")
 
             item.get_by_role("textbox").fill("turn towards the camera")
-            item.locator(f".st-key-remake_end_{job_id} button").first.click()
+            item.locator(f"[class*='st-key-remake_end_{job_id}'] button").first.click()
             expect(page.get_by_text(re.compile("remaking the end keyframe"))).to_be_visible()
             # It comes back with a new end frame (a new take, under a new link).
-            item = page.locator(f".st-key-review_{job_id}")
+            item = page.locator(review_item)
             expect(item.locator("[data-testid=stImage] img")).to_have_count(3, timeout=180_000)
             page.wait_for_function(
                 """([sel, before]) => {
                     const imgs = document.querySelectorAll(sel + ' [data-testid=stImage] img');
                     return imgs.length == 3 && imgs[2].src != before && imgs[2].complete;
                 }""",
-                arg=[f".st-key-review_{job_id}", end_before],
+                arg=[review_item, end_before],
                 timeout=180_000,
             )
             _snap(page, "review-2-remade.png")
 
             item.get_by_role("button", name=re.compile(r"make the video for")).click()
-            expect(page.get_by_text(re.compile(rf"Job {job_id[:8]} approved"))).to_be_visible()
+            expect(page.get_by_text(re.compile(rf"Job {job_id} approved"))).to_be_visible()
             expect(page.get_by_role("link", name=re.compile(r"^Review$"))).to_be_visible()
 
             # The jobs page follows it live to its end; the product card then plays it.

@@ -10,7 +10,7 @@ from catwalk.tasks._policy import retry_policy, retry_transient_only
 from prefect import get_client, task
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from catwalk.clients.limits import VIDEO_LIMIT, WAITING, provider_slot, shared_limits_enabled
+from catwalk.clients.limits import VIDEO_LIMIT, provider_slot, shared_limits_enabled, waiting_text
 from catwalk.errors import PermanentProviderError, TransientProviderError
 from tests.conftest import reset_settings
 
@@ -53,7 +53,8 @@ def test_global_limit_holds_and_reports_waiting(prefect_server) -> None:
             client.delete_global_concurrency_limit_by_name(VIDEO_LIMIT)
     assert peak == 1
     # Each caller said it was waiting, then cleared the reason once it held the slot.
-    assert all(r[0] == WAITING and r[-1] is None for r in reasons.values()), reasons
+    assert waiting_text("video") == "waiting for a Pika slot"
+    assert all(r[0] == waiting_text("video") and r[-1] is None for r in reasons.values()), reasons
 
 
 def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None:
@@ -91,7 +92,8 @@ def test_unreachable_limit_service_waits_then_gives_up_at_the_deadline() -> None
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "deadline" in result["outcome"]  # gave up, never ran the call
-    assert result["reasons"][0] == WAITING and "unavailable" in result["reasons"][-1]
+    assert result["reasons"][0] == "waiting for a Nano Banana slot"
+    assert "unavailable" in result["reasons"][-1]
 
 
 def test_retry_policy_is_exponential_with_jitter_and_transient_only(monkeypatch) -> None:

@@ -27,7 +27,9 @@ FAL_KEY = "fal-flow-id:flow-secret-77e2"
 
 
 class _NoLaunch:
-    def launch(self, *, job_id: str, product_id: str, options: dict[str, Any]) -> str | None:
+    def launch(
+        self, *, job_id: str, product_id: str, options: dict[str, Any], run_key: str | None = None
+    ) -> str | None:
         return None
 
 
@@ -275,3 +277,105 @@ def test_api_keys_never_leak(
     everything = "\n".join([captured, *prefect_logs, *texts])
     for secret in (GEMINI_KEY, FAL_KEY, FAL_KEY.split(":")[1]):
         assert secret not in everything
+
+
+def _explained(job_id: str) -> dict[str, Any]:
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        return queries.job_to_contract(job)
+
+
+def _image_calls(gemini: FakeGemini) -> int:
+    return len(gemini.state()["requests"])
+
+
+def test_refused_keyframes_offer_new_keyframes_which_buy_new_frames_and_a_video(
+    prefect_server: None, providers: tuple[FakeGemini, FakeFal], tmp_path: Path
+) -> None:
+    from catwalk.flows.generate_product_video import generate_product_video
+
+    from catwalk.submission import retry_cost, retry_job
+
+    gemini, fal = providers
+    fal.add_fault("content_policy")
+    product_id = _product(tmp_path)
+    job_id = _run(product_id)
+    failed = _explained(job_id)
+    assert failed["status"] == "FAILED"
+    # The plain words and the way out; a plain retry is not offered (it is refused again).
+    assert failed["failure"]["kind"] == "keyframes_refused"
+    assert failed["failure"]["actions"] == ["new_keyframes", "start_over"]
+    assert "content policy" in failed["failure"]["reason"]
+    assert "content_policy_violation" in failed["error"]  # the raw text stays, as details
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None
+        old_frames = dict(job.image_request_ids)
+    assert _image_calls(gemini) == 2 and fal.state()["submit"] == 1
+
+    quote = retry_cost(job_id, new_keyframes=True)
+    assert (quote.images_to_make, quote.video_to_make) == (2, True)
+    assert quote.amount is not None and quote.amount > 0
+    retry_job(job_id, launcher=_NoLaunch(), new_keyframes=True)
+    generate_product_video(product_id, None, job_id, return_state=True)
+
+    done = _explained(job_id)
+    assert done["status"] == "COMPLETED", done.get("error")
+    assert "failure" not in done
+    assert _image_calls(gemini) == 4 and fal.state()["submit"] == 2  # both bought again
+    with session_scope() as session:
+        job = queries.get_job(session=session, job_id=job_id)
+        assert job is not None and job.failure_kind is None
+        assert set(job.image_request_ids) == {"start", "end"}
+        assert job.image_request_ids != old_frames  # new frames, not the refused ones
+    services = sorted((r.service, r.succeeded) for r in _ledger(job_id))
+    assert services == [
+        ("nano_banana", True),
+        ("nano_banana", True),
+        ("nano_banana", True),
+        ("nano_banana", True),
+        ("pika", False),
+        ("pika", True),
+    ]
+
+
+def test_a_refused_photo_offers_only_to_start_over(
+    prefect_server: None, providers: tuple[FakeGemini, FakeFal], tmp_path: Path
+) -> None:
+    gemini, fal = providers
+    gemini.add_fault("image_safety")
+    job_id = _run(_product(tmp_path))
+    failed = _explained(job_id)
+    assert failed["status"] == "FAILED"
+    assert failed["failure"]["kind"] == "photo_refused"
+    assert failed["failure"]["actions"] == ["start_over"]
+    assert fal.state()["submit"] == 0  # no video bought for a photo the image model refused
+
+
+def test_a_provider_that_stays_down_offers_a_retry_that_reuses_the_keyframes(
+    prefect_server: None,
+    providers: tuple[FakeGemini, FakeFal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from catwalk.flows.generate_product_video import generate_product_video
+
+    from catwalk.submission import retry_job
+
+    gemini, fal = providers
+    monkeypatch.setenv("TASK_RETRIES", "0")
+    reset_settings(monkeypatch)
+    fal.add_fault("unavailable", on="submit", count=100)
+    product_id = _product(tmp_path)
+    job_id = _run(product_id)
+    failed = _explained(job_id)
+    assert failed["status"] == "FAILED", failed
+    assert failed["failure"]["kind"] == "provider_down"
+    assert failed["failure"]["actions"] == ["retry", "start_over"]
+
+    fal.reset()
+    retry_job(job_id, launcher=_NoLaunch())
+    generate_product_video(product_id, None, job_id, return_state=True)
+    assert _explained(job_id)["status"] == "COMPLETED"
+    assert _image_calls(gemini) == 2  # the keyframes were reused, not bought again

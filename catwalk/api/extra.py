@@ -19,14 +19,14 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
 
 from catwalk.api.media import router as media_router
-from catwalk.api.schemas import ErrorBody, JobState, SubmittedJob
+from catwalk.api.schemas import ErrorBody, JobState, RetryBody, SubmittedJob, ValidationErrorBody
 from catwalk.config import Settings
 from catwalk.db import queries, session_scope
 from catwalk.db.models import VideoJob
@@ -161,10 +161,14 @@ def register(
             401: unauthorized,
             404: {"model": ErrorBody, "description": "No job with that id."},
             409: {"model": ErrorBody, "description": "The job is not failed or cancelled."},
+            400: {"model": ErrorBody, "description": "A body that is not UTF-8 JSON."},
+            422: {"model": ValidationErrorBody, "description": "A malformed body."},
             503: {"model": ErrorBody, "description": "The job could not be started."},
         },
     )
-    def retry(jobId: str, request: Request) -> Any:
+    def retry(
+        jobId: str, request: Request, body: Annotated[RetryBody | None, Body()] = None
+    ) -> Any:
         from catwalk.submission import retry_job
 
         settings: Settings = request.app.state.settings
@@ -172,7 +176,12 @@ def register(
             if queries.get_job(session=session, job_id=jobId) is None:
                 raise unknown_job(jobId)
         try:
-            submission = retry_job(jobId, settings=settings, launcher=request.app.state.launcher)
+            submission = retry_job(
+                jobId,
+                settings=settings,
+                launcher=request.app.state.launcher,
+                new_keyframes=bool(body and body.newKeyframes),
+            )
         except InputError as exc:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail=without_paths(exc.user_message)

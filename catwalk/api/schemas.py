@@ -126,6 +126,29 @@ class ReviewOutcome(BaseModel):
     status: JobStatus
 
 
+class JobFailure(BaseModel):
+    """Why a failed (or cancelled) job ended, in plain words, and what may be done next."""
+
+    kind: str = Field(
+        description="The failure's class (photo_refused, keyframes_refused, provider_down, "
+        "time_limit, storage, ...), 'cancelled', or 'unknown' for jobs from before classes."
+    )
+    reason: str
+    nextAction: str
+    actions: list[Literal["retry", "new_keyframes", "start_over"]] = Field(
+        description="retry: POST .../retry (paid steps reused); new_keyframes: POST .../retry "
+        "with {newKeyframes: true}; start_over: POST a new job for the product."
+    )
+
+
+class RetryBody(_Strict):
+    newKeyframes: bool = Field(
+        default=False,
+        description="Make new keyframes and a new video (pays for both again) instead of "
+        "reusing them: the way past a video model that refused the keyframes.",
+    )
+
+
 class JobState(BaseModel):
     """One job, as the original ``GET /api/admin/video-generation/{jobId}`` returns it.
 
@@ -148,6 +171,7 @@ class JobState(BaseModel):
     cost: JobCost | SkipJsonSchema[None] = None
     quality: JobQuality | SkipJsonSchema[None] = None
     review: JobReview | SkipJsonSchema[None] = None
+    failure: JobFailure | SkipJsonSchema[None] = None
 
 
 class CostByService(BaseModel):

@@ -21,6 +21,7 @@ from catwalk.cli.worker_cmd import worker
 from catwalk.config import get_settings
 from catwalk.domain import JobStatus
 from catwalk.errors import InputError
+from catwalk.failures import Action, explain
 from catwalk.identifiers import check_id, check_image_ref, clean_name, slug
 
 if TYPE_CHECKING:
@@ -318,7 +319,20 @@ def generate(
         console.print(f"[green]COMPLETED[/] video: {_display_url(video_url)}")
         return
     err.print(f"[red]{job.status.value}[/]: {escape(job.error_message or '')}")
+    explained = explain(job.status, job.failure_kind, job.error_message)
+    if explained is not None:
+        err.print(f"{escape(explained.reason)} {escape(explained.next_action)}")
+        err.print(escape(_commands_for(job.id, explained.actions, job.product_id)))
     raise typer.Exit(1)
+
+
+def _commands_for(job_id: str, actions: tuple[Action, ...], product_id: str) -> str:
+    commands = {
+        Action.RETRY: f"catwalk retry {job_id[:8]}",
+        Action.NEW_KEYFRAMES: f"catwalk retry {job_id[:8]} --new-keyframes",
+        Action.START_OVER: f"catwalk generate {product_id}",
+    }
+    return "next: " + " | ".join(commands[a] for a in actions)
 
 
 @app.command()

@@ -39,9 +39,16 @@ def dashboard(
     address: Annotated[
         str, typer.Option(help="Address to bind (0.0.0.0 to serve other machines).")
     ] = "127.0.0.1",
+    reset_password: Annotated[
+        bool,
+        typer.Option(
+            "--reset-password",
+            help="Embedded mode: make a new admin password (printed once) and sign everyone out.",
+        ),
+    ] = False,
 ) -> None:
     """Start the admin dashboard (Streamlit) and print where to open it."""
-    from catwalk.dashboards import auth, media_links
+    from catwalk.dashboards import auth, media_links, sessions
     from catwalk.db import get_engine
 
     settings = get_settings()
@@ -49,18 +56,32 @@ def dashboard(
     # The st.App around the pages: it adds the route that serves media to signed links only.
     app_file = Path(str(resources.files("catwalk.dashboards") / "server.py"))
     try:
-        media_links.signing_key(settings)  # made now: a home it cannot write is one line here
+        # Made now: a home it cannot write (or a short DASHBOARD_SESSION_SECRET) is one line
+        # here, not a traceback at the first sign-in.
+        media_links.signing_key(settings)
+        sessions.signing_key(settings)
     except OSError as exc:
         raise ConfigError(
-            f"cannot keep the dashboard's media key in CATWALK_HOME: {exc.strerror or exc}"
+            f"cannot keep the dashboard's keys in CATWALK_HOME: {exc.strerror or exc}"
         ) from exc
 
     if settings.admin_password_hash:
         auth.check_hash_format(settings.admin_password_hash)  # one line now, not a traceback later
     password: str | None = None
-    if not (settings.admin_password or settings.admin_password_hash):
+    configured = settings.admin_password or settings.admin_password_hash
+    if reset_password and (configured or not auth.is_embedded(settings)):
+        raise ConfigError(
+            "--reset-password changes embedded mode's generated password; this dashboard's "
+            "password is set by CATWALK_ADMIN_PASSWORD or CATWALK_ADMIN_PASSWORD_HASH"
+            if configured
+            else "--reset-password is for embedded mode: set CATWALK_ADMIN_PASSWORD(_HASH)"
+        )
+    if not configured:
         if auth.is_embedded(settings):
-            password = auth.generate_embedded_password(settings)
+            password = auth.embedded_password(settings, reset=reset_password)
+            if reset_password:
+                # Whoever had the old password must not stay signed in with it.
+                sessions.revoke_all(settings)
         elif not auth.admin_emails(settings):
             raise ConfigError(
                 "the dashboard needs admins: set CATWALK_ADMIN_PASSWORD (or CATWALK_ADMIN_PASSWORD_HASH, "
@@ -70,7 +91,10 @@ def dashboard(
     host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address
     print(f"catwalk dashboard: http://{host}:{port}")
     if password:
-        print(f"admin password (new each start, embedded mode): {password}")
+        where = auth.generated_hash_path(settings)
+        print(f"admin password (new; shown only now, its hash kept in {where}): {password}")
+    elif not configured and auth.is_embedded(settings):
+        print("admin password: the one printed when it was made (new one: --reset-password)")
     print("Ctrl-C stops it.", flush=True)
 
     env = {

@@ -20,10 +20,6 @@ from catwalk.errors import InputError, LimitExceeded
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-#: The shortest job-id prefix accepted: 6 hex characters make a clash between a shop's
-#: jobs of one year unlikely, and a clash is refused, never guessed.
-MIN_PREFIX = 6
-
 
 def say(text: str, *, error: bool = False) -> None:
     """Print plain data: no markup interpretation, no mid-string wrapping."""
@@ -32,29 +28,9 @@ def say(text: str, *, error: bool = False) -> None:
 
 def resolve_job_id(session: Any, given: str) -> str:
     """The full id of the one job whose id is ``given`` or starts with it (>= 6 characters)."""
-    from sqlalchemy import select
+    from catwalk.db import queries
 
-    from catwalk.db.models import VideoJob
-
-    given = given.strip().lower()
-    if session.get(VideoJob, given) is not None:
-        return given
-    escaped = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    matches = list(
-        session.scalars(
-            select(VideoJob.id).where(VideoJob.id.like(f"{escaped}%", escape="\\")).limit(3)
-        )
-    )
-    if not matches:
-        raise InputError(f"unknown job {given!r}")
-    if len(given) < MIN_PREFIX:
-        raise InputError(
-            f"job id prefix {given!r} is too short: give at least {MIN_PREFIX} characters"
-        )
-    if len(matches) > 1:
-        shown = ", ".join(m[:12] for m in matches[:2])
-        raise InputError(f"job id prefix {given!r} matches several jobs ({shown}, ...): give more")
-    return matches[0]
+    return queries.resolve_job_id(session=session, given=given)
 
 
 def full_job_id(given: str) -> str:
@@ -67,14 +43,22 @@ def full_job_id(given: str) -> str:
 
 def retry(
     job_id: Annotated[str, typer.Argument(help="Job id or a unique prefix (6+ characters).")],
+    new_keyframes: Annotated[
+        bool,
+        typer.Option(
+            "--new-keyframes",
+            help="Make new keyframes and a new video (pays for both again): the way past a "
+            "video model that refused the keyframes.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run a failed or cancelled job again, reusing the steps it already paid for."""
     from catwalk.submission import retry_cost, retry_job
 
     full = full_job_id(job_id)
-    cost = retry_cost(full)
-    submission = retry_job(full)
+    cost = retry_cost(full, new_keyframes=new_keyframes)
+    submission = retry_job(full, new_keyframes=new_keyframes)
     if as_json:
         print(
             json.dumps(

@@ -45,8 +45,18 @@ JOBS_LIMIT = "catwalk:video-jobs"
 # The shortest lease Prefect accepts (the server refuses < 60 s). The client renews it
 # while the call runs, so it bounds only how long a crashed holder keeps its slot.
 LEASE_SECONDS = 60.0
-WAITING = "waiting for a slot"
-_UNAVAILABLE = "waiting for a slot (limit service unavailable)"
+# Named for what it waits for: an admin reads "waiting for a Pika slot", not "a slot".
+_SLOT_LABELS = {"image": "Nano Banana", "video": "Pika"}
+
+
+def waiting_text(capability: str) -> str:
+    return f"waiting for a {_SLOT_LABELS.get(capability, capability)} slot"
+
+
+def _unavailable_text(capability: str) -> str:
+    return f"{waiting_text(capability)} (limit service unavailable)"
+
+
 # Back-off while the limit service is unreachable: short first, capped, jittered.
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 10.0
 
@@ -143,7 +153,7 @@ def provider_slot(
     """Hold one slot of ``capability``'s provider limit for the duration of the block.
 
     Args:
-        on_wait: told ``"waiting for a slot"`` before waiting and ``None`` once the slot
+        on_wait: told ``waiting_text(capability)`` before waiting and ``None`` once the slot
             is held, so the job can show why it waits.
         deadline: a ``time.monotonic()`` value; past it, an unreachable limit service
             raises ``TimeoutError`` instead of waiting on.
@@ -163,7 +173,7 @@ def provider_slot(
     )
 
     notify = on_wait or (lambda _reason: None)
-    notify(WAITING)
+    notify(waiting_text(capability))
     delay = _BACKOFF_FIRST
     while True:
         token = _quietly("open", lambda: book.opening(name)) if book else None
@@ -175,7 +185,7 @@ def provider_slot(
         except Exception as exc:
             if book and token:
                 _quietly("close", partial(book.closed, token, released=True))
-            notify(_UNAVAILABLE)
+            notify(_unavailable_text(capability))
             leaked = _may_have_leaked(exc)
             logger.warning(
                 "limit service unavailable for %s (%s); %s",

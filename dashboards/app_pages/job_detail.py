@@ -1,5 +1,6 @@
 """Job detail: keyframes, video, the timeline of steps and attempts with their costs, and the
-actions an admin takes on a job (retry a failed one, cancel a running one)."""
+actions an admin takes on a job: cancel a running one; for a failed one, the reason in plain
+words and the actions that can help (retry, new keyframes, start over: catwalk/failures.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,77 @@ import pandas as pd
 import streamlit as st
 from catwalk.dashboards import actions, data, ui
 
-from catwalk import submission
+from catwalk import failures, submission
 from catwalk.domain import JobStatus
-from catwalk.errors import CatwalkError
+from catwalk.errors import CatwalkError, InputError
 
 
-def _retry(job_id: str) -> None:
+def _retry(job_id: str, new_keyframes: bool = False) -> None:
     try:
-        submission.retry_job(job_id, settings=data.settings())
+        submission.retry_job(job_id, settings=data.settings(), new_keyframes=new_keyframes)
     except CatwalkError as exc:
         ui.flash("error", exc.user_message)
     else:
-        ui.flash("success", f"Job {job_id} restarted; it reuses what it already paid for.")
+        done = " with new keyframes" if new_keyframes else "; it reuses what it already paid for"
+        ui.flash("success", f"Job {ui.short_id(job_id)} restarted{done}.")
     data.clear()
+
+
+def _start_over(product_id: str, options: dict[str, str]) -> None:
+    try:
+        started = submission.submit_job(product_id, options, settings=data.settings())
+    except CatwalkError as exc:
+        ui.flash("error", exc.user_message)
+        data.clear()
+        return
+    data.clear()
+    ui.flash("success", f"Started over: new job {ui.short_id(started.job_id)}.")
+    st.query_params["job"] = started.job_id  # the page shows the new job
+
+
+def _price(cost: submission.RetryCost) -> str:
+    return ui.money(cost.amount, places=3) if cost.amount is not None else "unknown"
+
+
+def _failure(detail: data.JobDetail) -> None:
+    """Why it failed in plain words, what to do, and the buttons that can help."""
+    job = detail.job
+    said = job.explanation
+    if said is None:
+        return
+    st.error(f"**{said.reason}** {said.next_action}", icon=":material/error:")
+    if said.details:
+        with st.expander("Details"):
+            st.text(said.details)  # a provider's own words: shown as text, never as markdown
+    offered = set(said.actions)
+    buttons = [a for a in failures.Action if a in offered]
+    # New keyframes and a new job buy the same calls: one quote for both.
+    fresh = _price(submission.retry_cost(job.id, settings=data.settings(), new_keyframes=True))
+    columns = st.columns(len(buttons))
+    for column, action in zip(columns, buttons, strict=True):
+        with column.container(border=True):
+            if action is failures.Action.RETRY:
+                _retry_button(detail)
+            elif action is failures.Action.NEW_KEYFRAMES:
+                st.markdown(f"**New keyframes** · about **{fresh}**")
+                st.caption("Makes both keyframes and the video again; nothing is reused.")
+                st.button(
+                    f"New keyframes for {fresh}",
+                    key="new_keyframes",
+                    icon=":material/autorenew:",
+                    on_click=_retry,
+                    args=(job.id, True),
+                )
+            else:
+                st.markdown(f"**Start over** · about **{fresh}**")
+                st.caption("A new job for the product with its current photo and options.")
+                st.button(
+                    "Start over",
+                    key="start_over",
+                    icon=":material/restart_alt:",
+                    on_click=_start_over,
+                    args=(job.product_id, detail.options),
+                )
 
 
 def _actions(detail: data.JobDetail) -> None:
@@ -31,19 +90,17 @@ def _actions(detail: data.JobDetail) -> None:
             icon=":material/rate_review:",
         )
     if job.is_active:
-        st.button(
-            "Cancel job",
-            key="cancel_job",
-            icon=":material/block:",
-            disabled=job.cancel_requested,
-            on_click=actions.cancel,
-            args=(job.id,),
-        )
+        actions.cancel_button(job, key="cancel_job", label="Cancel job")
         if job.cancel_requested:
             st.caption(":orange[Cancel requested: the job stops at its next checkpoint.]")
         return
     if JobStatus(job.status) not in submission.RETRYABLE_STATUSES:
         return
+    _failure(detail)
+
+
+def _retry_button(detail: data.JobDetail) -> None:
+    job = detail.job
     cost = submission.retry_cost(job.id, settings=data.settings())
     reuse = []
     if cost.images_to_make < 2:
@@ -55,25 +112,41 @@ def _actions(detail: data.JobDetail) -> None:
         todo.append(f"{cost.images_to_make} keyframe(s)")
     if cost.video_to_make:
         todo.append("the video")
-    price = ui.money(cost.amount, places=3) if cost.amount is not None else "unknown"
-    with st.container(border=True):
-        st.markdown(f"**Retry this job** · extra cost about **{price}**")
-        st.caption(
-            f"Makes {', '.join(todo) or 'nothing new (publishes again)'}"
-            + (f"; reuses {', '.join(reuse)}." if reuse else ".")
-            + (f" {cost.note}" if cost.note else "")
-        )
-        st.button(
-            f"Retry for {price}",
-            key="retry_job",
-            type="primary",
-            icon=":material/replay:",
-            on_click=_retry,
-            args=(job.id,),
-        )
+    price = _price(cost)
+    st.markdown(f"**Retry** · extra cost about **{price}**")
+    st.caption(
+        f"Makes {', '.join(todo) or 'nothing new (publishes again)'}"
+        + (f"; reuses {', '.join(reuse)}." if reuse else ".")
+        + (f" {cost.note}" if cost.note else "")
+    )
+    st.button(
+        f"Retry for {price}",
+        key="retry_job",
+        type="primary",
+        icon=":material/replay:",
+        on_click=_retry,
+        args=(job.id,),
+    )
 
 
 def _media(detail: data.JobDetail) -> None:
+    offline = [
+        what
+        for what, provider in (
+            ("keyframes", detail.image_provider),
+            ("video", detail.video_provider),
+        )
+        if provider == "offline"
+    ]
+    if offline:
+        # The offline providers draw a pictogram model and a crossfade: a preview of the
+        # pipeline, not of what Nano Banana and Pika would make. Say so where people look.
+        st.info(
+            f"Offline preview: the {' and '.join(offline)} were made on this machine without "
+            "the AI providers (set IMAGE_PROVIDER=nano-banana and VIDEO_PROVIDER=pika for real "
+            "ones).",
+            icon=":material/science:",
+        )
     start, end, video = st.columns(3)
     for column, pose in ((start, "start"), (end, "end")):
         source = data.media_source(detail.image_keys.get(pose))
@@ -195,7 +268,7 @@ def show(job_id: str) -> None:
     st.title(ui.md(job.product_name))
     st.caption(
         ui.md(
-            f"Job {job.id} · product {job.product_id} · "
+            f"Job {ui.short_id(job.id)} · product {job.product_id} · "
             + " · ".join(f"{k}: {v}" for k, v in detail.options.items())
         )
     )
@@ -204,12 +277,19 @@ def show(job_id: str) -> None:
     cols = st.columns(4)
     cols[0].metric("Progress", f"{job.progress}%")
     cols[1].metric("Elapsed", ui.duration(job.elapsed_seconds))
-    cols[2].metric("Remaining", ui.duration(job.remaining_seconds) if job.is_active else "–")
+    cols[2].metric(
+        "Remaining",
+        ui.duration(job.remaining_seconds) if job.is_active else "–",
+        # The estimate only falls until then; past it, it may rise, and says why.
+        delta=ui.longer_than_usual(job) if job.longer_than_usual else None,
+        delta_color="off",
+    )
     cols[3].metric("Cost", ui.money(job.total_cost, places=4))
     if job.is_active:
-        st.progress(job.progress / 100, text=ui.md(job.wait_reason or job.step))
-    if job.error:
-        st.error(ui.md(job.error), icon=":material/error:")
+        st.progress(job.progress / 100, text=ui.md(data.doing(job)))
+    if job.error and job.explanation is None:
+        # A step failed and is being retried: the raw line is all there is to say yet.
+        st.warning(ui.md(job.error), icon=":material/warning:")
     run_url = data.prefect_run_url(job.flow_run_id)
     if run_url:
         st.link_button("Open the Prefect run", run_url, icon=":material/open_in_new:")
@@ -237,7 +317,7 @@ if not job_id:
             index=None,
             placeholder="Pick a recent job",
             format_func=lambda i: next(
-                f"{r.product_name} · {ui.status_label(r.status)} · {r.id[:12]}"
+                f"{r.product_name} · {ui.status_label(r.status)} · {ui.short_id(r.id)}"
                 for r in recent
                 if r.id == i
             ),
@@ -246,9 +326,16 @@ if not job_id:
             st.query_params["job"] = choice
             st.rerun()
 else:
-    detail = data.job_detail(job_id)
-    # Only a job still moving needs refreshing; a finished one is drawn once.
-    if detail is not None and detail.job.is_active:
-        live(job_id)
+    try:
+        # A link may carry the short id the pages show (or any unique prefix of 6+).
+        full_id = data.resolve_job_id(job_id)
+    except InputError as exc:
+        st.title("Job detail")
+        st.error(ui.md(f"{exc.user_message}."), icon=":material/search_off:")
     else:
-        show(job_id)
+        detail = data.job_detail(full_id)
+        # Only a job still moving needs refreshing; a finished one is drawn once.
+        if detail is not None and detail.job.is_active:
+            live(full_id)
+        else:
+            show(full_id)

@@ -23,18 +23,16 @@ def _active_job(job: data.JobRow) -> None:
     with st.container(border=True):
         name, bar, timing, links = st.columns([3, 5, 2, 2], vertical_alignment="center")
         name.text(job.product_name)  # plain text: a name is data, never Markdown
-        name.caption(ui.md(job.id[:12]))
+        name.caption(ui.md(ui.short_id(job.id)))
         with name:
             ui.badge(job.status)
-        waiting = job.wait_reason or (
-            "waiting for a slot" if job.status == JobStatus.PENDING else None
-        )
-        bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {waiting or job.step}"))
+        bar.progress(job.progress / 100, text=ui.md(f"{job.progress}% · {data.doing(job)}"))
         if job.cancel_requested:
             bar.caption(":orange[Cancel requested]")
         timing.markdown(
             f":material/timer: {ui.duration(job.elapsed_seconds)}  \n"
             f":material/hourglass_bottom: ~{ui.duration(job.remaining_seconds)} left"
+            + (f"  \n:orange[{ui.longer_than_usual(job)}]" if job.longer_than_usual else "")
         )
         with links:
             st.page_link(
@@ -46,20 +44,13 @@ def _active_job(job: data.JobRow) -> None:
             run_url = data.prefect_run_url(job.flow_run_id)
             if run_url:
                 st.link_button("Prefect run", run_url, icon=":material/open_in_new:")
-            st.button(
-                "Cancel",
-                key=f"cancel_{job.id}",
-                icon=":material/block:",
-                disabled=job.cancel_requested,
-                on_click=actions.cancel,
-                args=(job.id,),
-            )
+            actions.cancel_button(job, key=f"cancel_{job.id}", label="Cancel")
 
 
 def _history_frame(rows: tuple[data.JobRow, ...]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "job": [r.id for r in rows],
+            "job": [ui.short_id(r.id) for r in rows],
             "product": [r.product_name for r in rows],
             "status": [ui.status_label(r.status) for r in rows],
             "progress": [r.progress for r in rows],

@@ -59,9 +59,10 @@ def _generate_one(product_id: str) -> None:
         ui.flash("error", f"{product_id}: {exc.user_message}")
     else:
         if result.created:
-            ui.flash("success", f"Started job {result.job_id} for {product_id}.")
+            ui.flash("success", f"Started job {ui.short_id(result.job_id)} for {product_id}.")
         else:
-            ui.flash("info", f"{product_id}: a video is already in progress (job {result.job_id}).")
+            short = ui.short_id(result.job_id)
+            ui.flash("info", f"{product_id}: a video is already in progress (job {short}).")
     data.clear()
 
 
@@ -124,17 +125,18 @@ def _product_card(row: data.ProductRow) -> None:
             if (row.active_job_id or row.job_status == "FAILED")
             else ("COMPLETED" if row.video_key else None)
         )
-        badge, link = st.columns([3, 2], vertical_alignment="center")
-        if status is not None:  # a product never generated says so in its video box already
-            with badge:
+        # A row that wraps instead of two fixed columns: at 1280 px "Latest job" was cut off.
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            if status is not None:  # a product never generated says so in its video box
                 ui.badge(status)
-        if row.job_id:
-            link.page_link(
-                "app_pages/job_detail.py",
-                label="Latest job",
-                icon=":material/receipt_long:",
-                query_params={"job": row.job_id},
-            )
+            if row.job_id:
+                st.page_link(
+                    "app_pages/job_detail.py",
+                    label="Latest job",
+                    icon=":material/receipt_long:",
+                    query_params={"job": row.job_id},
+                    width="content",
+                )
         if row.active_job_id:
             st.progress(row.job_progress / 100, text=ui.md(row.job_step or "queued"))
         elif row.job_status == "FAILED":
@@ -164,7 +166,8 @@ st.title("Products")
 ui.show_flashes()
 
 search_col, filter_col = st.columns([2, 3], vertical_alignment="bottom")
-search = search_col.text_input("Search", placeholder="Name or id", key="product_search")
+# Bound to ?q=, so a search is a link: shared, bookmarked, kept through sign-in and reloads.
+search = search_col.text_input("Search", placeholder="Name or id", key="q", bind="query-params")
 status = (
     filter_col.segmented_control("Show", data.PRODUCT_FILTERS, default="All", key="product_filter")
     or "All"
@@ -190,7 +193,7 @@ with st.container(border=True):
     )
     style.selectbox("Style", list(STYLES), format_func=STYLES.__getitem__, key="batch_style")
     action.button(
-        f"Generate {len(selected)} video(s)" if selected else "Tick products to generate",
+        f"Generate {len(selected)} video(s)" if selected else "Select products",
         key="generate_selected",
         type="primary",
         icon=":material/auto_awesome:",

@@ -29,7 +29,7 @@ def _decide(job_id: str, decision: str, point: str) -> None:
         # Another admin (or the expiry) decided first: say who, change nothing.
         ui.flash("warning", exc.user_message)
     else:
-        ui.flash("success", f"Job {job_id[:8]} {_SAID[decision]}.")
+        ui.flash("success", f"Job {ui.short_id(job_id)} {_SAID[decision]}.")
     data.clear()
     # The buttons live in the refreshing fragment: rerun the whole page after a decision, so
     # the note shows at the top and the navigation's count is right.
@@ -67,7 +67,7 @@ def _card(item: review.Waiting, now: dt.datetime) -> None:
         what = "keyframes" if item.point == "keyframes" else "video, before it goes live"
         title.markdown(
             f"**{ui.md(item.product_name)}** · review the {what}  \n"
-            f":gray[job {job_id[:8]} · waiting {_waited(item.since, now)} · "
+            f":gray[job {ui.short_id(job_id)} · waiting {_waited(item.since, now)} · "
             f"cancelled if undecided by {item.expires_at:%b %d %H:%M} UTC · "
             f"spent {ui.money(item.spent, places=3)}]"
         )
