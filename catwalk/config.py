@@ -138,6 +138,16 @@ class Settings(BaseSettings):
     # Checked from the image header before any pixel is decoded (40 MP).
     max_image_pixels: int = Field(default=40_000_000, ge=1024, alias="MAX_IMAGE_PIXELS")
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1024, alias="API_MAX_BODY_BYTES")
+    # `catwalk api`'s processes (0: one per CPU): a process runs Python on one CPU at a time
+    # (the GIL), so only a process per CPU uses them all (bench/README.md, `bench/api.py`).
+    api_workers: int = Field(default=0, ge=0, alias="API_WORKERS")
+    # Threads running handlers at once in each process (anyio's default is 40). A request
+    # holds the GIL for most of its few ms, so many threads mostly add switching. Measured
+    # with 50 clients on this project's loaded 2-CPU machine: on SQLite 6 threads gave POST
+    # p95 0.84-1.2 s and p99 1.3-1.9 s against 0.91-2.5 s and 2.7-3.4 s with 40; on
+    # PostgreSQL 8 and 40 were within noise of each other. A few more than the CPUs leaves
+    # room for threads waiting on the database, and stays inside the PostgreSQL pool (10).
+    api_threads: int = Field(default=8, ge=1, alias="API_THREADS")
 
     # Orchestration.
     launcher: LauncherName = Field(default="local", alias="CATWALK_LAUNCHER")

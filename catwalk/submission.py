@@ -148,28 +148,33 @@ def submit_job(
 
     check_submission_config(settings)  # a job that cannot run is refused, not recorded
     estimate = pricing.estimate_job_cost(settings)
+    # Read, then check the photo (a file read) with no transaction open: the admission
+    # below is a short write that commits at once, because it ends holding the day's row.
     with session_scope(settings) as session:
-        product = queries.get_product(session=session, product_id=product_id)
-        check_product_image(list(product.images), product_id=product_id)
-        job, created = limits.admit_job(
+        images = queries.product_images(session=session, product_id=product_id)
+    check_product_image(images, product_id=product_id)
+    with session_scope(settings) as session:
+        admission = limits.admit(
             session=session,
             settings=settings,
             product_id=product_id,
             options=job_options,
             estimated_cost=estimate,
         )
-        submission = Submission(
-            job_id=job.id, status=job.status, created=created, estimated_time=ESTIMATED_JOB_SECONDS
-        )
-    if created:
+    if admission.created:
         launch_job(
-            submission.job_id,
+            admission.job_id,
             product_id,
             job_options.to_dict(),
             settings=settings,
             launcher=launcher,
         )
-    return submission
+    return Submission(
+        job_id=admission.job_id,
+        status=admission.status,
+        created=admission.created,
+        estimated_time=ESTIMATED_JOB_SECONDS,
+    )
 
 
 def launch_job(

@@ -2,11 +2,14 @@
 and the reservation is corrected to the ledger's actual cost when the job ends.
 
 "Daily" is a day in ``LIMITS_TIMEZONE``. The counters live in ``usage_days``, one row per
-day, locked while a submission checks and increments it: on PostgreSQL with
-``SELECT ... FOR UPDATE``; on SQLite the row's ``INSERT ... ON CONFLICT DO NOTHING`` is the
-transaction's first write, which takes SQLite's single write lock, so the check and the
-increment that follow cannot interleave with another writer's. Parallel submissions
-therefore cannot overshoot the limit on either backend.
+day. A submission charges the day with one conditional ``UPDATE ... RETURNING`` (count it
+only if it still fits), the last statement before its commit: every submission of the day
+writes that one row, so the row lock is held for that statement and the commit, never
+while the job is recorded. The database checks the condition against the row it locked
+(PostgreSQL re-reads a row another transaction changed before updating it; SQLite has one
+writer at a time), so parallel submissions cannot overshoot the limit on either backend.
+When the update charges nothing (a new day's first submission, a refusal) the row is read
+``FOR UPDATE`` and decided in Python, as exactly, to say why.
 
 Must not import clients, tasks, flows or dashboards.
 """
@@ -16,17 +19,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from catwalk.db import queries
 from catwalk.db.base import utcnow
 from catwalk.db.models import LedgerEntry, UsageDay, VideoJob
-from sqlalchemy import func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from catwalk.config import Settings
 from catwalk.domain import JobOptions, JobStatus
-from catwalk.errors import ConfigError, LimitExceeded
+from catwalk.errors import ConfigError, InputError, LimitExceeded
 
 
 def limits_zone(settings: Settings) -> ZoneInfo:
@@ -64,7 +68,7 @@ def _money(amount: Decimal) -> str:
 
 
 def _locked_day(session: Session, day: dt.date) -> UsageDay:
-    # The insert is this transaction's first write on purpose (see the module docstring).
+    # Insert first: a new day's row exists (and is locked) before anyone reads it.
     queries.insert_or_ignore(
         session=session,
         model=UsageDay,
@@ -79,16 +83,56 @@ def _locked_day(session: Session, day: dt.date) -> UsageDay:
     ).scalar_one()
 
 
+@cache
+def _charge_statement(*, with_budget: bool) -> Update:
+    # Built once: a submission only binds the day, the limit, the cost and the budget.
+    cost = bindparam("cost", type_=UsageDay.__table__.c.reserved_cost.type)
+    # Rounded to the column's scale: SQLite keeps NUMERIC as a float, and a sum that drifted
+    # by 1e-16 must neither pass nor fail the budget.
+    reserved = func.round(UsageDay.reserved_cost + cost, 6)
+    fits = [
+        UsageDay.day == bindparam("charged_day"),
+        UsageDay.generations + 1 <= bindparam("limit"),
+    ]
+    if with_budget:
+        fits.append(reserved <= bindparam("budget", type_=cost.type))
+    return (
+        update(UsageDay)
+        .where(*fits)
+        .values(generations=UsageDay.generations + 1, reserved_cost=reserved)
+        .returning(UsageDay.day)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _charge(session: Session, *, day: dt.date, settings: Settings, cost: Decimal) -> bool:
+    """Count one generation and ``cost`` against ``day`` if both still fit; True if it did."""
+    budget = settings.daily_budget
+    charged = session.execute(
+        _charge_statement(with_budget=budget is not None),
+        {
+            "charged_day": day,
+            "limit": settings.daily_generation_limit,
+            "cost": cost,
+            "budget": budget,
+        },
+    ).first()
+    return charged is not None
+
+
 def reserve_generation(
     *, session: Session, settings: Settings, estimated_cost: Decimal, now: dt.datetime | None = None
 ) -> dt.date:
     """Count one generation and its estimated cost against today, or refuse with the reason.
 
     Returns the day charged. Runs in the caller's transaction: if the caller rolls back,
-    so does the reservation.
+    so does the reservation. Call it last before the commit: from here on the transaction
+    holds the day's row, which every other submission of the day waits for.
     """
     now = now or utcnow()
     day = limits_day(settings, now)
+    if _charge(session, day=day, settings=settings, cost=estimated_cost):
+        return day
     usage = _locked_day(session, day)
     limit = settings.daily_generation_limit
     if usage.generations + 1 > limit:
@@ -105,10 +149,59 @@ def reserve_generation(
             f"reserved today, a video needs about {_money(estimated_cost)}); {resets}",
             retry_after_seconds=seconds,
         )
+    # It fits after all: the row was new, or a job gave back its reservation in between.
     usage.generations += 1
     usage.reserved_cost += estimated_cost
     session.flush()
     return day
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a submission got: the new job, or the product's job already in flight."""
+
+    job_id: str
+    status: JobStatus
+    created: bool
+
+
+def admit(
+    *,
+    session: Session,
+    settings: Settings,
+    product_id: str,
+    options: JobOptions,
+    estimated_cost: Decimal,
+    now: dt.datetime | None = None,
+) -> Admission:
+    """Record a new job inside today's limits, or return the product's job in flight.
+
+    Returning the job in flight reserves nothing: a double click never uses a generation.
+    Raises ``LimitExceeded`` (the caller rolls back: nothing recorded) when today's limit
+    or budget is used up. The job is written before the day is charged, so the day's row
+    is locked only from the charge to the caller's commit; the caller commits at once.
+    """
+    now = now or utcnow()
+    day = limits_day(settings, now)
+    # Twice at most: the job in flight that made the insert do nothing may end before we
+    # read it, and then the product is free again.
+    for _ in range(2):
+        job_id = queries.insert_job(
+            session=session,
+            product_id=product_id,
+            options=options,
+            usage_day=day,
+            estimated_cost=estimated_cost,
+        )
+        if job_id is not None:
+            reserve_generation(
+                session=session, settings=settings, estimated_cost=estimated_cost, now=now
+            )
+            return Admission(job_id, JobStatus.PENDING, created=True)
+        existing = queries.active_job_for(session=session, product_id=product_id)
+        if existing is not None:
+            return Admission(existing.id, existing.status, created=False)
+    raise InputError(f"product {product_id}'s jobs changed while it was submitted; submit again")
 
 
 def admit_job(
@@ -120,31 +213,19 @@ def admit_job(
     estimated_cost: Decimal,
     now: dt.datetime | None = None,
 ) -> tuple[VideoJob, bool]:
-    """Record a new job inside today's limits, or return the product's job in flight.
-
-    Returning the job in flight reserves nothing: a double click never uses a generation.
-    Raises ``LimitExceeded`` (nothing recorded) when today's limit or budget is used up.
-    """
+    """``admit`` for a caller that goes on to change the job in the same transaction."""
     queries.get_product(session=session, product_id=product_id)
-    existing = queries.active_job_for(session=session, product_id=product_id)
-    if existing is not None:
-        return existing, False
-    day = reserve_generation(
-        session=session, settings=settings, estimated_cost=estimated_cost, now=now
+    admission = admit(
+        session=session,
+        settings=settings,
+        product_id=product_id,
+        options=options,
+        estimated_cost=estimated_cost,
+        now=now,
     )
-    job, created = queries.create_job(
-        session=session, product_id=product_id, options=options, usage_day=day
-    )
-    if not created:
-        # Another submission for this product won the race after our check: give back
-        # what we reserved (same transaction, still locked).
-        usage = _locked_day(session, day)
-        usage.generations -= 1
-        usage.reserved_cost -= estimated_cost
-        return job, False
-    job.estimated_cost = estimated_cost
-    session.flush()
-    return job, True
+    job = session.get(VideoJob, admission.job_id)
+    assert job is not None  # recorded or found in this transaction
+    return job, admission.created
 
 
 def reconcile_job(*, session: Session, job_id: str) -> Decimal | None:

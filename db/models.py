@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from catwalk.domain import ACTIVE_STATUSES, JobStatus
 from catwalk.scrub import scrub
 
-_ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
+# The predicate of the one-active-job-per-product index; an upsert names it to target it.
+ACTIVE_JOB_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
 
 
 class Product(Base):
@@ -54,8 +55,8 @@ class VideoJob(Base):
             "uq_video_jobs_active_product",
             "product_id",
             unique=True,
-            sqlite_where=text(_ACTIVE_SQL),
-            postgresql_where=text(_ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_JOB_SQL),
+            postgresql_where=text(ACTIVE_JOB_SQL),
         ),
         Index("ix_video_jobs_status_created", "status", "created_at"),
         Index("ix_video_jobs_created_at", "created_at"),

@@ -7,11 +7,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from catwalk.db.base import Base, new_id, utcnow
-from catwalk.db.models import JobEvent, LedgerEntry, LedgerHour, PendingDeletion, Product, VideoJob
-from sqlalchemy import func, select
+from catwalk.db.models import (
+    ACTIVE_JOB_SQL,
+    JobEvent,
+    LedgerEntry,
+    LedgerHour,
+    PendingDeletion,
+    Product,
+    VideoJob,
+)
+from sqlalchemy import Table, func, select, text
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +55,18 @@ def get_product(*, session: Session, product_id: str) -> Product:
     if product is None:
         raise ProductNotFound(product_id)
     return product
+
+
+def product_images(*, session: Session, product_id: str) -> list[str]:
+    """A product's photo references, without loading the product (a submission's read)."""
+    images = (
+        session.execute(select(Product.images).where(Product.id == product_id)).scalar_one_or_none()
+        if is_valid_id(product_id)
+        else None
+    )
+    if images is None:
+        raise ProductNotFound(product_id)
+    return list(images)
 
 
 def list_products(*, session: Session) -> Sequence[Product]:
@@ -92,6 +114,57 @@ def create_job(
         return existing, False
     record_event(session=session, job_id=job.id, step="submit", kind="info", message="job queued")
     return job, True
+
+
+@cache
+def _job_insert(dialect: str) -> Insert:
+    # Built once per backend: a submission only binds its values (Core, no ORM flush).
+    table = cast(Table, VideoJob.__table__)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(
+            index_elements=[table.c.product_id], index_where=text(ACTIVE_JOB_SQL)
+        )
+        .returning(table.c.id)
+    )
+
+
+_EVENT_INSERT = sa_insert(cast(Table, JobEvent.__table__))
+
+
+def insert_job(
+    *,
+    session: Session,
+    product_id: str,
+    options: JobOptions,
+    usage_day: dt.date | None = None,
+    estimated_cost: Decimal = Decimal(0),
+) -> str | None:
+    """Record a PENDING job unless the product has one in flight; the new job's id, or None.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index of active jobs:
+    racing submissions for a product leave one job, and no loser needs a savepoint or an
+    error to find out. The product must exist (the foreign key refuses it otherwise).
+    """
+    job_id = new_id()
+    values = {
+        "id": job_id,
+        "product_id": product_id,
+        "options": options.to_dict(),
+        "status": JobStatus.PENDING,
+        "usage_day": usage_day,
+        "estimated_cost": estimated_cost,
+        # The same seed for both keyframes keeps the same model; 28 bits fit every INTEGER.
+        "identity_seed": int(job_id[:7], 16),
+    }
+    inserted = session.execute(_job_insert(session.get_bind().dialect.name), values).first()
+    if inserted is None:
+        return None
+    session.execute(
+        _EVENT_INSERT, {"job_id": job_id, "step": "submit", "kind": "info", "message": "job queued"}
+    )
+    return job_id
 
 
 def get_job(*, session: Session, job_id: str) -> VideoJob | None:

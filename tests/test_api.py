@@ -663,25 +663,36 @@ def _catwalk(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _serving(proc: subprocess.Popen[str], workers: int) -> tuple[str, list[str]]:
+    """The base URL once every worker has started, and the lines printed until then."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    base, started = None, 0
+    for line in proc.stdout:
+        lines.append(line.strip())
+        found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
+        if found:
+            base = f"http://127.0.0.1:{found.group(1)}"
+        started += "Application startup complete" in line
+        if base and started == workers:
+            return base, lines
+    pytest.fail("catwalk api exited without serving: " + " | ".join(lines))
+
+
 def test_catwalk_api_command_serves_and_refuses_without_token(
     settings: config.Settings, products: list[str]
 ) -> None:
     env = {"CATWALK_HOME": str(settings.catwalk_home), "CATWALK_API_TOKEN": TOKEN}
     if settings.database_url:
         env["DATABASE_URL"] = settings.database_url
-    proc = _catwalk("api", "--port", "0", env=env)
+    # Two workers (what `catwalk api` runs on a 2-CPU machine) on one socket.
+    proc = _catwalk("api", "--port", "0", "--workers", "2", env=env)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
-            if found:
-                break
-        else:
-            pytest.fail("catwalk api exited without serving")
-        base = f"http://127.0.0.1:{found.group(1)}"
-        assert httpx.get(f"{base}{PREFIX}/stats").status_code == 401
-        stats = httpx.get(f"{base}{PREFIX}/stats", headers=AUTH)
-        assert stats.status_code == 200 and stats.json()["totalJobs"] == 0
+        base, _ = _serving(proc, workers=2)
+        for _ in range(4):  # a new connection each time: either worker may take it
+            assert httpx.get(f"{base}{PREFIX}/stats").status_code == 401
+            stats = httpx.get(f"{base}{PREFIX}/stats", headers=AUTH)
+            assert stats.status_code == 200 and stats.json()["totalJobs"] == 0
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -694,23 +705,15 @@ def test_catwalk_api_command_serves_and_refuses_without_token(
         assert "Traceback" not in out
         return
 
-    # Embedded mode without a token: a one-off token is printed once, and it works.
-    proc = _catwalk("api", "--port", "0", env={**env, "CATWALK_API_TOKEN": ""})
+    # Embedded mode without a token: a one-off token is printed once, and each worker takes it.
+    proc = _catwalk("api", "--port", "0", "--workers", "2", env={**env, "CATWALK_API_TOKEN": ""})
     try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line.strip())
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
-            if found:
-                break
-        else:
-            pytest.fail("catwalk api exited without serving: " + " | ".join(lines))
+        base, lines = _serving(proc, workers=2)
         token = lines[lines.index("CATWALK_API_TOKEN is not set; this run accepts the token:") + 1]
-        base = f"http://127.0.0.1:{found.group(1)}"
-        ok = httpx.get(f"{base}{PREFIX}/stats", headers={"Authorization": f"Bearer {token}"})
-        assert ok.status_code == 200
-        assert httpx.get(f"{base}{PREFIX}/stats", headers=AUTH).status_code == 401
+        for _ in range(4):
+            ok = httpx.get(f"{base}{PREFIX}/stats", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200
+            assert httpx.get(f"{base}{PREFIX}/stats", headers=AUTH).status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=30)

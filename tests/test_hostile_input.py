@@ -698,6 +698,8 @@ def api_server(settings) -> Iterator[tuple[str, int, int]]:
     import sys
 
     env = {**os.environ, "CATWALK_HOME": str(settings.catwalk_home), "CATWALK_API_TOKEN": API_TOKEN}
+    # One process: the memory checks read the RSS of the process that serves the request.
+    env["API_WORKERS"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-m", "catwalk.cli", "api", "--port", "0"],
         env=env,

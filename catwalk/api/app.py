@@ -8,7 +8,11 @@ Every endpoint needs ``Authorization: Bearer <CATWALK_API_TOKEN>``. Submissions 
 ``submission.submit_job``, the path the CLI and the dashboard use, so the API answers as soon
 as the job is recorded and a launcher has been asked to start it; the flow never runs inside
 the request. Handlers are plain ``def``: their database work runs in Starlette's threadpool,
-never on the event loop.
+never on the event loop. Dependencies are ``async def``: they do no I/O, and a plain ``def``
+one would cost each request another trip through that threadpool.
+
+``catwalk api`` serves it with one process per CPU (``API_WORKERS``), each building its app
+with ``create_app_from_env``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ _INVALID = {
 }
 
 
-def _require_token(
+async def _require_token(
     request: Request,
     # Only so the OpenAPI document declares the scheme; the check reads the header itself.
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -70,11 +74,11 @@ def _require_token(
         raise refusal
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_launcher(request: Request) -> Launcher:
+async def get_launcher(request: Request) -> Launcher:
     return request.app.state.launcher
 
 
@@ -140,15 +144,6 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# Threads running handlers at once (uvicorn's default is 40). Each request holds the GIL for
-# most of its ~3 ms, so many threads mostly add switching. Measured with 50 clients on this
-# project's loaded 2-CPU machine: on SQLite 6 threads gave POST p95 0.84-1.2 s and p99
-# 1.3-1.9 s against 0.91-2.5 s and 2.7-3.4 s with 40; on PostgreSQL 8 and 40 were within
-# noise of each other. A few more than the CPUs leaves room for threads waiting on the
-# database, and stays inside the PostgreSQL pool (10) without overflow connections.
-DEFAULT_THREADS = 8
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Connect (and migrate) before the first request, not during it: otherwise the first
@@ -163,9 +158,10 @@ def create_app(
     *,
     launcher: Launcher | None = None,
     token: str | None = None,
-    threads: int = DEFAULT_THREADS,
+    threads: int | None = None,
 ) -> FastAPI:
-    """The API for ``settings``; ``launcher`` and ``token`` default to what settings say.
+    """The API for ``settings``; ``launcher``, ``token`` and ``threads`` default to what
+    settings say.
 
     ``threads`` caps how many requests run their (blocking) handlers at once.
 
@@ -187,7 +183,7 @@ def create_app(
     app.state.settings = settings
     app.state.api_token = token if token is not None else resolve_token(settings)[0]
     app.state.launcher = launcher or default_launcher(settings)
-    app.state.threads = threads
+    app.state.threads = threads or settings.api_threads
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     # Outermost: refuses an unauthenticated or oversized request before FastAPI reads it.
     app.add_middleware(
@@ -301,6 +297,11 @@ def create_app(
 
     review.register(app, prefix=PREFIX, guarded=guarded)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for the settings in the environment: what each ``catwalk api`` worker serves."""
+    return create_app(get_settings())
 
 
 def _job_state(job: Any, request: Request, settings: Settings) -> JobState:
