@@ -58,7 +58,13 @@ class Stack:
         return run_cli(*args, env=env, timeout=180)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        # The Prefect server answers 503 while its SQLite database is locked (seen once in
+        # CI, at /resume); Prefect's own client and the UI retry that, and so does this.
+        for _ in range(10):
+            response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         response.raise_for_status()
         return response.json() if response.content else None
 
